@@ -1,0 +1,42 @@
+"""The small graph pieces the layers share: leaky ReLU and batch normalisation (tf.nn ops, no Keras)."""
+import tensorflow as tf
+
+LEAKY_RELU_ALPHA = 0.2
+BATCH_NORM_DECAY = 0.99
+BATCH_NORM_EPSILON = 1e-3
+
+
+def lrelu(x, name=None):
+    return tf.nn.leaky_relu(x, alpha=LEAKY_RELU_ALPHA, name=name)
+
+
+def batch_norm(x, is_training, scope):
+    """Batch normalisation honouring the `is_training` placeholder.
+
+    Training: normalise with the batch statistics and move the running averages towards them (the update
+    runs whenever the training branch runs, so no UPDATE_OPS bookkeeping can be forgotten).
+    Inference: normalise with the running averages. The learned offset plays the role of the layer's bias.
+    """
+    channels = x.shape[-1]
+    with tf.compat.v1.variable_scope(scope):
+        offset = tf.compat.v1.get_variable('offset', [channels], initializer=tf.zeros_initializer())
+        scale = tf.compat.v1.get_variable('scale', [channels], initializer=tf.ones_initializer())
+        moving_mean = tf.compat.v1.get_variable('moving_mean', [channels], trainable=False,
+                                                initializer=tf.zeros_initializer())
+        moving_variance = tf.compat.v1.get_variable('moving_variance', [channels], trainable=False,
+                                                    initializer=tf.ones_initializer())
+
+    def with_batch_statistics():
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, epsilon=BATCH_NORM_EPSILON,
+                                                             is_training=True)
+        updates = [tf.compat.v1.assign_sub(moving, (1 - BATCH_NORM_DECAY) * (moving - batch))
+                   for moving, batch in ((moving_mean, mean), (moving_variance, variance))]
+        with tf.control_dependencies(updates):
+            return tf.identity(y)
+
+    def with_moving_statistics():
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, moving_mean, moving_variance,
+                                                   epsilon=BATCH_NORM_EPSILON, is_training=False)
+        return y
+
+    return tf.cond(is_training, with_batch_statistics, with_moving_statistics)

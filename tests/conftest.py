@@ -1,0 +1,51 @@
+"""Shared test helpers: a tiny synthetic depth dataset and a way to run the command line."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from depth_png import write_depth_png  # noqa: E402
+
+# A network small enough to train in seconds on 2 cores.
+TINY_NETWORK = ['--channels', '8', '--kernel-size', '3', '--batch-size', '4']
+
+
+def synthetic_pair(rng, name_index):
+    """A dome-shaped 'face' (target) and the same dome with a bump (the 'expression') as input, in mm."""
+    rows, cols = np.mgrid[:128, :128]
+    centre_row, centre_col = rng.uniform(54, 74, 2)
+    radius = rng.uniform(30, 40)
+    dome = 2 * np.sqrt(np.clip(radius ** 2 - (rows - centre_row) ** 2 - (cols - centre_col) ** 2, 0, None))
+    target = np.where(dome > 0, dome + 40, 0)
+    bump = rng.uniform(3, 8) * np.exp(-((rows - centre_row - 15) ** 2 + (cols - centre_col) ** 2) / 80)
+    return np.where(target > 0, target + bump, 0), target
+
+
+def write_synthetic_data(root, counts=(('train', 12), ('valid', 4), ('test', 8)), seed=0):
+    rng = np.random.default_rng(seed)
+    codes = ['NE', 'HA', 'SA', 'SU']
+    for split, count in counts:
+        for side in ('inputs', 'targets'):
+            os.makedirs(os.path.join(root, side, split), exist_ok=True)
+        for index in range(count):
+            name = f"{index // 4:04d}_{codes[index % 4]}{0 if index % 4 == 0 else 1 + index % 3:02d}.png"
+            source, target = synthetic_pair(rng, index)
+            write_depth_png(os.path.join(root, 'inputs', split, name), target if index % 4 == 0 else source)
+            write_depth_png(os.path.join(root, 'targets', split, name), target)
+    return str(root)
+
+
+@pytest.fixture(scope='session')
+def tiny_data(tmp_path_factory):
+    return write_synthetic_data(tmp_path_factory.mktemp('data'))
+
+
+def run_program(*args, timeout=600):
+    """Run convworking.py with the arguments; returns the finished process (text stdout/stderr)."""
+    return subprocess.run([sys.executable, os.path.join(REPO, 'convworking.py'), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,104 @@
+"""The network's graph: shapes, tied kernels, skip links, batch normalisation, and that it can learn."""
+import numpy as np
+import pytest
+
+from conftest import synthetic_pair
+from convworking import ARCHITECTURE_DEFAULTS, Network, tf
+from depth_png import mm_to_network
+
+TINY = dict(ARCHITECTURE_DEFAULTS, channels=8, kernel_size=3)
+
+
+def build(architecture, **network_options):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(0)
+        network = Network(architecture, **network_options)
+    return graph, network
+
+
+def encoder_shapes(network):
+    shape, shapes = (128, 128, 1), []
+    for layer in network.layers:
+        shape = layer.output_shape(shape)
+        shapes.append(shape)
+    return shapes
+
+
+@pytest.mark.parametrize('architecture, bottleneck', [
+    (ARCHITECTURE_DEFAULTS, (2, 2, 64)),
+    (dict(TINY, modules=2, channels=5), (8, 8, 5)),
+])
+def test_encoder_shrinks_and_decoder_restores_the_image_shape(architecture, bottleneck):
+    graph, network = build(architecture)
+    assert encoder_shapes(network)[-1] == bottleneck
+    with graph.as_default(), tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        batch = np.random.default_rng(0).random((3, 128, 128, 1), np.float32)
+        output = session.run(network.output, {network.inputs: batch})
+        bottleneck_tensor = graph.get_tensor_by_name(f"max_{architecture['modules']}:0")
+        assert session.run(bottleneck_tensor, {network.inputs: batch}).shape == (3, *bottleneck)
+    assert output.shape == (3, 128, 128, 1)
+    assert network.output.name == 'output:0'
+
+
+def test_decoder_reuses_the_encoders_kernels():
+    graph, network = build(TINY)
+    kernels = [v for v in graph.get_collection('variables') if v.op.name.endswith('kernel')]
+    assert len(kernels) == 2 * TINY['modules']          # one per encoder convolution, none for the decoder
+    assert not [v for v in kernels if 'reversed' in v.op.name]
+    transposed = [op for op in graph.get_operations()
+                  if op.type == 'Conv2DBackpropInput' and op.name.endswith('reversed/conv2d_transpose')]
+    assert len(transposed) == len(kernels)
+    kernel_reads = {op.inputs[1].op.inputs[0].op.name for op in transposed}   # ReadVariableOp <- variable
+    assert kernel_reads == {v.op.name for v in kernels}
+
+
+def test_every_convolution_but_the_output_is_batch_normalised():
+    graph, network = build(TINY)
+    trainable = {v.op.name for v in graph.get_collection('trainable_variables')}
+    convolutions = 2 * TINY['modules']
+    assert len([n for n in trainable if n.endswith('batch_norm/scale')]) == 2 * convolutions - 1
+    assert [n for n in trainable if n.endswith('bias')] == ['conv_1_1_reversed/bias']
+
+
+def count_skip_links(architecture):
+    graph, _ = build(architecture)
+    return len([op for op in graph.get_operations() if op.name.endswith('_skip')])
+
+
+def test_skip_links_change_the_graph():
+    assert count_skip_links(dict(TINY, skip_links='none')) == 0
+    assert count_skip_links(dict(TINY, skip_links='pools')) == TINY['modules']
+    assert count_skip_links(dict(TINY, skip_links='all')) == 3 * TINY['modules']
+
+
+def test_batch_norm_uses_batch_statistics_in_training_and_moving_ones_at_test():
+    graph, network = build(dict(TINY, residual=False))
+    batch = np.random.default_rng(1).random((4, 128, 128, 1), np.float32)
+    with graph.as_default(), tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        moving_mean, = [v for v in graph.get_collection('variables')
+                        if v.op.name == 'conv_1_1/batch_norm/moving_mean']
+        before = session.run(moving_mean)
+        test_output = session.run(network.output, {network.inputs: batch})
+        assert np.array_equal(session.run(moving_mean), before)      # inference leaves the averages alone
+        train_output = session.run(network.output, {network.inputs: batch, network.is_training: True})
+        assert not np.array_equal(session.run(moving_mean), before)  # training moves them
+        assert not np.allclose(test_output, train_output)
+
+
+def test_a_tiny_network_overfits_a_handful_of_pairs():
+    rng = np.random.default_rng(0)
+    pairs = [synthetic_pair(rng, index) for index in range(4)]
+    inputs = mm_to_network(np.stack([p[0] for p in pairs]))[..., None]
+    targets = mm_to_network(np.stack([p[1] for p in pairs]))[..., None]
+    graph, network = build(TINY, learning_rate=3e-3, decay_steps=300)
+    feed = {network.inputs: inputs, network.targets: targets, network.is_training: True}
+    with graph.as_default(), tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        first = session.run(network.loss, {network.inputs: inputs, network.targets: targets})
+        for _ in range(300):
+            session.run(network.train_op, feed)
+        last = session.run(network.loss, {network.inputs: inputs, network.targets: targets})
+    assert last < first / 10, (first, last)
