@@ -23,7 +23,7 @@ class Conv2d(Layer):
             self.kernel = tf.compat.v1.get_variable(
                 'kernel', [self.kernel_size, self.kernel_size, self.input_shape[3], self.output_channels],
                 initializer=tf.compat.v1.glorot_uniform_initializer())
-            net = tf.nn.conv2d(input, self.kernel, self.stride, 'SAME')
+            net = tf.nn.conv2d(input, self.compute_kernel(input.dtype), self.stride, 'SAME')
             return lrelu(self._normalise_or_bias(net, self.output_channels))
 
     def create_layer_reversed(self, input, prev_layer=None, is_output=False):
@@ -33,11 +33,15 @@ class Conv2d(Layer):
             # conv2d_transpose reads the kernel as [h, w, out, in]: exactly the forward kernel's layout, so
             # the same variable maps this layer's output shape back to its input shape.
             output_shape = tf.stack([tf.shape(net)[0], height, width, channels])
-            net = tf.nn.conv2d_transpose(net, self.kernel, output_shape, self.stride, 'SAME')
+            net = tf.nn.conv2d_transpose(net, self.compute_kernel(net.dtype), output_shape, self.stride, 'SAME')
             net.set_shape([None, height, width, channels])
             if is_output:
                 return self._bias(net, channels)
             return lrelu(self._normalise_or_bias(net, channels))
+
+    def compute_kernel(self, dtype):
+        """The kernel in the precision of the tensor it meets (bfloat16 compute keeps float32 weights)."""
+        return self.kernel if dtype == self.kernel.dtype else tf.cast(self.kernel, dtype)
 
     def _normalise_or_bias(self, net, channels):
         if self.use_batch_norm:
@@ -47,7 +51,7 @@ class Conv2d(Layer):
     @staticmethod
     def _bias(net, channels):
         bias = tf.compat.v1.get_variable('bias', [channels], initializer=tf.zeros_initializer())
-        return tf.nn.bias_add(net, bias)
+        return tf.nn.bias_add(net, tf.cast(bias, net.dtype))
 
     def get_description(self):
         return (f"C{self.kernel_size},{self.output_channels},s{self.stride}"

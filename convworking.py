@@ -37,11 +37,14 @@ def import_tensorflow_quietly():
 tf = import_tensorflow_quietly()
 import numpy as np
 
+import inference
 from conv2d import Conv2d
-from depth_dataset import DataError, Dataset, IMAGE_SIZE
-from depth_png import DepthImageError, FULL_SCALE_MM, mm_to_network, network_to_mm
+from depth_dataset import DataError, IMAGE_SIZE
+from depth_png import DepthImageError
 from max_pool_2d import MaxPool2d
 from plotting import save_results_grid
+from progress import ProgressLine
+from tasks import TASKS
 
 PROGRAM = 'convworking.py'
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -92,8 +95,10 @@ class Network:
     IMAGE_HEIGHT = IMAGE_WIDTH = IMAGE_SIZE
     IMAGE_CHANNELS = 1
 
-    def __init__(self, architecture, learning_rate=1e-3, decay_steps=10000, loss_region='face'):
+    def __init__(self, architecture, learning_rate=1e-3, decay_steps=10000, loss=None, loss_region='image',
+                 bfloat16=False):
         self.architecture = architecture
+        self.task = TASKS[architecture['task']]
         shape = [None, self.IMAGE_HEIGHT, self.IMAGE_WIDTH, self.IMAGE_CHANNELS]
         self.inputs = tf.compat.v1.placeholder(tf.float32, shape, name='inputs')
         self.targets = tf.compat.v1.placeholder(tf.float32, shape, name='targets')
@@ -103,22 +108,24 @@ class Network:
         net = self.inputs
         if architecture['standardize']:
             net = tf.map_fn(tf.image.per_image_standardization, net)
+        if bfloat16:
+            # Convolutions in bfloat16 run on the CPU's AVX-512 BF16 / AMX units via oneDNN; the weights,
+            # the residual sum and the loss stay float32, so precision is lost only inside the network.
+            net = tf.cast(net, tf.bfloat16)
         encoder_outputs = {}
         for layer in self.layers:
             net = encoder_outputs[layer.name] = layer.create_layer(net)
         for layer in reversed(self.layers):
             net = layer.create_layer_reversed(net, prev_layer=encoder_outputs[layer.name],
                                               is_output=layer is self.layers[0])
-        if architecture['residual']:
-            # Predict the correction to the input: the expression's displacement is smooth, the face's
-            # detail is not, and the input already carries that detail.
-            net = self.inputs + net
-        self.output = tf.identity(net, name='output')
+        self.logits = tf.cast(net, tf.float32)
+        self.output = tf.identity(self.task.output(tf, self.logits, self.inputs, architecture), name='output')
 
-        self.loss = self._loss(loss_region)
+        self.loss = self._loss(loss or self.task.default_loss, loss_region)
         self.global_step = tf.compat.v1.train.get_or_create_global_step()
-        self.best_valid_rmse = tf.compat.v1.get_variable('best_valid_rmse_mm', [], trainable=False,
-                                                         initializer=tf.constant_initializer(np.inf))
+        # The task's validation score of the best checkpoint (lower is better), kept in the checkpoints.
+        self.best_valid_score = tf.compat.v1.get_variable('best_valid_score', [], trainable=False,
+                                                          initializer=tf.constant_initializer(np.inf))
         self.learning_rate = tf.compat.v1.train.polynomial_decay(
             learning_rate, self.global_step, decay_steps, end_learning_rate=learning_rate / 100)
         self.train_op = tf.compat.v1.train.AdamOptimizer(self.learning_rate).minimize(
@@ -127,17 +134,19 @@ class Network:
             tf.compat.v1.summary.scalar('train/loss', self.loss),
             tf.compat.v1.summary.scalar('train/learning_rate', self.learning_rate)])
 
-    def _loss(self, loss_region):
-        """Mean squared error, over the face (target > 0) or over the whole image."""
-        squared_error = tf.square(self.output - self.targets)
-        if loss_region == 'image':
-            return tf.reduce_mean(squared_error, name='loss')
-        face = tf.cast(self.targets > 0, tf.float32)
-        return tf.math.divide_no_nan(tf.reduce_sum(squared_error * face), tf.reduce_sum(face), name='loss')
+    def _loss(self, loss, region):
+        """mse, rmse (the original's) or binary cross-entropy, over the face (target > 0) or the image."""
+        if loss == 'bce':
+            per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=self.targets, logits=self.logits)
+        else:
+            per_pixel = tf.square(self.output - self.targets)
+        weight = tf.cast(self.targets > 0, tf.float32) if region == 'face' else tf.ones_like(self.targets)
+        mean = tf.math.divide_no_nan(tf.reduce_sum(per_pixel * weight), tf.reduce_sum(weight))
+        return tf.sqrt(mean, name='loss') if loss == 'rmse' else tf.identity(mean, name='loss')
 
     def model_variables(self):
         """What test, infer and export need: the weights, the step and the validation score (no optimiser)."""
-        return tf.compat.v1.global_variables(scope='conv_') + [self.global_step, self.best_valid_rmse]
+        return tf.compat.v1.global_variables(scope='conv_') + [self.global_step, self.best_valid_score]
 
     def predict(self, session, dataset_batches):
         outputs = [session.run(self.output, {self.inputs: inputs}) for inputs, _ in dataset_batches]
@@ -244,20 +253,9 @@ def remove_checkpoints(directory):
 
 # ---------------------------------------------------------------------------------------------- training
 
-def rmse_mm_per_image(outputs, targets):
-    """Root-mean-square error in mm over each image's face (target > 0): one number per image."""
-    face = targets > 0
-    squared = np.where(face, (network_to_mm(outputs) - network_to_mm(targets)) ** 2, 0)
-    return np.sqrt(squared.sum(axis=(1, 2, 3)) / np.maximum(face.sum(axis=(1, 2, 3)), 1))
-
-
 def grid_examples(dataset, count=12):
     """Fixed, evenly spread examples, so that the grids of different steps compare."""
     return np.linspace(0, len(dataset) - 1, min(count, len(dataset))).astype(int)
-
-
-def threshold_value(args):
-    return mm_to_network(args.threshold_mm)
 
 
 def scalar_summary(tag, value):
@@ -283,14 +281,14 @@ def prepare_checkpoint_dir(args):
 def train(args):
     directory, saved_options = prepare_checkpoint_dir(args)
     architecture = resolve_architecture(args, saved_options)
-    train_set = Dataset.load(args.data, 'train')
-    valid_set = Dataset.load(args.data, 'valid')
+    task = TASKS[architecture['task']]
+    train_set, valid_set = task.load(args, 'train'), task.load(args, 'valid')
     steps_per_epoch = train_set.steps_per_epoch(args.batch_size)
     max_steps = min(args.max_steps, args.max_epochs * steps_per_epoch)
 
     tf.compat.v1.reset_default_graph()
     tf.compat.v1.set_random_seed(args.seed)
-    network = Network(architecture, args.lr, max_steps, args.loss_region)
+    network = Network(architecture, args.lr, max_steps, args.loss, args.loss_region, args.bfloat16)
     checkpoints = Checkpoints(directory, network)
     os.makedirs(args.results_dir, exist_ok=True)
     writer = tf.compat.v1.summary.FileWriter(os.path.join(args.results_dir, 'logs'))
@@ -302,11 +300,10 @@ def train(args):
         print(f"{PROGRAM}: {describe(network.layers)}; {len(train_set)} training and {len(valid_set)} "
               f"validation pairs; steps {step} -> {max_steps} ({steps_per_epoch} per epoch)")
         examples = grid_examples(valid_set)
-        progress = tf.keras.utils.Progbar(max_steps, stateful_metrics=['epoch', 'img/s'])
+        progress = ProgressLine(step, max_steps, args.batch_size)
         started, step_start, last_good = time.time(), step, checkpoints.latest_prefix()
         while step < max_steps:
             inputs, targets, epoch = train_set.training_batch(step, args.batch_size, args.seed, args.flip)
-            tick = time.time()
             _, loss, summary = session.run(
                 [network.train_op, network.loss, network.summaries],
                 {network.inputs: inputs, network.targets: targets, network.is_training: True})
@@ -314,20 +311,19 @@ def train(args):
             if not np.isfinite(loss):
                 raise UsageError(f"the loss became {loss} at step {step}; stopped without saving. The last good "
                                  f"checkpoint is {last_good or 'none (none was saved yet)'}; try a lower --lr")
-            progress.update(step, [('loss', loss), ('epoch', epoch + 1),
-                                   ('img/s', args.batch_size / max(time.time() - tick, 1e-9))])
+            progress.update(step, epoch + 1, loss)
             if step % args.summary_every == 0:
                 writer.add_summary(summary, step)
             if step % args.validate_every == 0 or step == max_steps:
-                valid_rmse = validate(args, session, network, checkpoints, valid_set, examples, writer, step)
+                validate(args, session, network, checkpoints, valid_set, examples, writer, step)
             if step % args.save_every == 0 or step == max_steps:
                 last_good = checkpoints.save_latest(session, step)
         writer.close()
         elapsed = time.time() - started
-        best = session.run(network.best_valid_rmse)
-        print(f"\n{PROGRAM}: trained steps {step_start}..{step} in {elapsed / 60:.1f} min "
+        best = session.run(network.best_valid_score)
+        print(f"{PROGRAM}: trained steps {step_start}..{step} in {elapsed / 60:.1f} min "
               f"({(step - step_start) * args.batch_size / max(elapsed, 1e-9):.1f} img/s); "
-              f"best valid RMSE {best:.3f} mm, saved as {checkpoints.best_prefix()}")
+              f"best {task.format_score(best)}, saved as {checkpoints.best_prefix()}")
 
 
 def resume_or_start(args, session, network, checkpoints, directory, architecture):
@@ -341,31 +337,32 @@ def resume_or_start(args, session, network, checkpoints, directory, architecture
         # score it set, so this run replaces it only by doing better on validation.
         best = checkpoints.best_prefix()
         check_checkpoint_fits(best, network.model_variables())
-        score = tf.train.load_variable(best, network.best_valid_rmse.op.name)
-        session.run(network.best_valid_rmse.assign(score))
-        print(f"{PROGRAM}: {best} (valid RMSE {score:.3f} mm) is kept unless this run does better")
+        score = tf.train.load_variable(best, network.best_valid_score.op.name)
+        session.run(network.best_valid_score.assign(score))
+        print(f"{PROGRAM}: {best} ({network.task.format_score(score)}) is kept unless this run does better")
     write_json_atomically(os.path.join(directory, OPTIONS_FILE),
                           {'architecture': architecture, 'training': training_options(args)})
 
 
 def training_options(args):
-    keys = ('data', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed', 'loss_region', 'flip')
+    keys = ('data', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed', 'loss', 'loss_region', 'flip',
+            'bfloat16')
     return {key: getattr(args, key) for key in keys}
 
 
 def validate(args, session, network, checkpoints, valid_set, examples, writer, step):
+    task = network.task
     outputs = network.predict(session, valid_set.batches(args.batch_size))
-    rmse = float(np.mean(rmse_mm_per_image(outputs, valid_set.targets)))
-    writer.add_summary(scalar_summary('valid/rmse_mm', rmse), step)
-    if rmse < session.run(network.best_valid_rmse):
-        session.run(network.best_valid_rmse.assign(rmse))
+    score = task.valid_score(outputs, valid_set.targets)
+    writer.add_summary(scalar_summary(f'valid/{task.score_name}', score), step)
+    if score < session.run(network.best_valid_score):
+        session.run(network.best_valid_score.assign(score))
         checkpoints.save_best(session, step)
     if step % args.plot_every == 0:
         path = os.path.join(args.results_dir, f'step_{step:06d}.png')
         save_results_grid(path, valid_set.inputs[examples], valid_set.targets[examples], outputs[examples],
-                          threshold_value(args), f'step {step}, valid RMSE {rmse:.3f} mm')
+                          task.threshold(args), f'step {step}, {task.format_score(score)}')
         writer.add_summary(image_summary('valid/grid', path), step)
-    return rmse
 
 
 # ------------------------------------------------------------------------------------------ test and use
@@ -379,7 +376,7 @@ def restore_for_inference(args):
     args.checkpoint_source = prefix
     architecture = resolve_architecture(args, read_options(os.path.dirname(prefix)))
     tf.compat.v1.reset_default_graph()
-    network = Network(architecture)
+    network = Network(architecture, bfloat16=args.bfloat16)
     variables = network.model_variables()
     check_checkpoint_fits(prefix, variables)
     session = tf.compat.v1.Session()
@@ -388,37 +385,34 @@ def restore_for_inference(args):
 
 
 def test(args):
-    test_set = Dataset.load(args.data, 'test')
+    task = TASKS[args.task]
+    test_set = task.load(args, 'test')
     session, network, prefix = restore_for_inference(args)
     with session:
         outputs = network.predict(session, test_set.batches(args.batch_size))
     os.makedirs(args.results_dir, exist_ok=True)
-    metrics = evaluate_removal(args, test_set, outputs, prefix)
-    for number, start in enumerate(range(0, min(len(test_set), 48), 12)):
-        chosen = grid_examples(test_set, 48)[start:start + 12]
-        save_results_grid(os.path.join(args.results_dir, f'test_grid_{number + 1}.png'),
+    metrics = task.evaluate(args, test_set, outputs, prefix)
+    examples = grid_examples(test_set, 4 * 12)
+    for number, start in enumerate(range(0, len(examples), 12), 1):
+        chosen = examples[start:start + 12]
+        save_results_grid(os.path.join(args.results_dir, f'test_grid_{number}.png'),
                           test_set.inputs[chosen], test_set.targets[chosen], outputs[chosen],
-                          threshold_value(args), f'test, {prefix}, RMSE {metrics["rmse_mm"]:.3f} mm')
+                          task.threshold(args), f'test split, {os.path.basename(prefix)}')
     write_json_atomically(os.path.join(args.results_dir, 'test_metrics.json'), metrics)
-    print_metrics(metrics)
-    print(f"{PROGRAM}: wrote {args.results_dir}/test_metrics.json and test_grid_*.png")
+    task.print_metrics(metrics)
+    print(f"{PROGRAM}: wrote test_metrics.json and test_grid_*.png in {args.results_dir}")
 
 
-def evaluate_removal(args, test_set, outputs, prefix):
-    """test_metrics.json's content: the model's errors over the face, overall, per expression and level."""
-    from evaluation import per_image_metrics, summarise
-    per_image = per_image_metrics(network_to_mm(outputs), network_to_mm(test_set.targets))
-    block = summarise(per_image, test_set.names)
-    metrics = {key: value for key, value in block.items() if key != 'n'}
-    metrics.update(n_images=len(test_set), checkpoint=prefix, data=args.data)
-    return metrics
+def infer(args):
+    session, network, _ = restore_for_inference(args)
+    with session:
+        inference.neutralise_files(session, network, args)
 
 
-def print_metrics(metrics):
-    print(f"{'':>6} {'n':>5} {'RMSE mm':>8} {'MAE mm':>8}")
-    print(f"{'all':>6} {metrics['n_images']:>5} {metrics['rmse_mm']:>8.3f} {metrics['mae_mm']:>8.3f}")
-    for code, block in sorted(metrics['per_expression'].items()):
-        print(f"{code:>6} {block['n']:>5} {block['rmse_mm']:>8.3f} {block['mae_mm']:>8.3f}")
+def export(args):
+    session, network, prefix = restore_for_inference(args)
+    with session:
+        inference.export_model(session, network, prefix, args)
 
 
 # ------------------------------------------------------------------------------------------ command line
@@ -441,8 +435,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog=PROGRAM, description='Remove facial expressions from 3D face depth images.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--mode', choices=['train', 'test'], required=True,
-                        help='train a network, or test a trained one on the test split')
+    parser.add_argument('--mode', choices=['train', 'test', 'infer', 'export'], required=True,
+                        help='train a network; test a trained one on the test split; infer neutral faces '
+                             'for your own depth images; export the trained model for use without this code')
     parser.add_argument('--task', choices=['remove'], default=None,
                         help='remove expressions from depth faces (default: remove)')
     parser.add_argument('--data', default=os.path.join(HERE, 'data128_128'),
@@ -459,6 +454,11 @@ def parse_args(argv=None):
                         help='folder for result grids, test metrics and TensorBoard logs (logs/)')
     parser.add_argument('--checkpoint', default=None,
                         help="checkpoint prefix or folder to test (default: the task's best checkpoint)")
+    parser.add_argument('--input', help='infer: a depth PNG or a folder of them')
+    parser.add_argument('--output', help='infer: folder for the neutralised images; export: folder for the model')
+    parser.add_argument('--resize', action='store_true',
+                        help='infer: resample images that are not 128 x 128 (depth values kept; results are '
+                             'meaningful only for images that follow the convention in README)')
     parser.add_argument('--restart', action='store_true',
                         help="train from scratch, deleting the task's previous checkpoints")
     parser.add_argument('--validate-every', type=positive_int, default=250, help='validate every N steps')
@@ -467,8 +467,14 @@ def parse_args(argv=None):
     parser.add_argument('--save-every', type=positive_int, default=250, help='save the latest checkpoint every N steps')
     parser.add_argument('--summary-every', type=positive_int, default=50,
                         help='write training scalars for TensorBoard every N steps')
-    parser.add_argument('--loss-region', choices=['face', 'image'], default='face',
-                        help='compute the loss over the face only (target > 0) or over the whole image')
+    parser.add_argument('--loss', choices=['mse', 'rmse', 'bce'],
+                        help='training loss: mean squared error, its root (the original\'s), or binary '
+                             'cross-entropy (segment only); default mse for remove, rmse for segment')
+    parser.add_argument('--loss-region', choices=['face', 'image'],
+                        help='compute the loss over the face only (target > 0) or over the whole image '
+                             '(default face for remove; segment always uses the whole image)')
+    parser.add_argument('--bfloat16', action=argparse.BooleanOptionalAction, default=False,
+                        help='compute the convolutions in bfloat16 (fast on CPUs with AVX-512 BF16 / AMX)')
     parser.add_argument('--flip', action=argparse.BooleanOptionalAction, default=True,
                         help='mirror a random half of each training batch left-right')
     parser.add_argument('--threshold-mm', type=float, default=10.0,
@@ -493,7 +499,17 @@ def parse_args(argv=None):
     if args.modules is not None and IMAGE_SIZE % 4 ** args.modules:
         # every module halves the size twice (stride-2 convolution, max pool)
         parser.error(f"--modules {args.modules} shrinks a {IMAGE_SIZE}-pixel image below one pixel; use at most 3")
+    for option, modes in (('input', ('infer',)), ('output', ('infer', 'export'))):
+        if args.mode in modes and not getattr(args, option):
+            parser.error(f"--mode {args.mode} needs --{option}")
     args.task = args.task or ARCHITECTURE_DEFAULTS['task']
+    task = TASKS[args.task]
+    for option, value, allowed in (('--loss', args.loss, task.losses),
+                                   ('--loss-region', args.loss_region, task.loss_regions)):
+        if value is not None and value not in allowed:
+            parser.error(f"{option} {value} does not fit --task {args.task} (choose from {', '.join(allowed)})")
+    args.loss = args.loss or task.default_loss
+    args.loss_region = args.loss_region or task.loss_regions[0]
     return args
 
 
@@ -501,7 +517,7 @@ def main(argv=None):
     args = parse_args(argv)
     tf.compat.v1.disable_eager_execution()
     try:
-        {'train': train, 'test': test}[args.mode](args)
+        {'train': train, 'test': test, 'infer': infer, 'export': export}[args.mode](args)
     except (UsageError, DataError, DepthImageError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2

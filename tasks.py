@@ -1,0 +1,107 @@
+"""What differs between the tasks one network serves: its data, output head, loss, score and test report.
+
+`remove` (the project's task): depth face with an expression in, the same person's neutral depth out.
+"""
+import numpy as np
+
+import evaluation
+from depth_dataset import DataError, Dataset
+from depth_png import mm_to_network, network_to_mm
+from plotting import thresholded
+
+
+class RemovalTask:
+    name = 'remove'
+    losses = ('mse', 'rmse')
+    loss_regions = ('face', 'image')
+    default_loss = 'mse'
+    score_name = 'valid RMSE (mm)'
+
+    @staticmethod
+    def load(args, split):
+        return Dataset.load(args.data, split)
+
+    @staticmethod
+    def output(tf, logits, inputs, architecture):
+        if architecture['residual']:
+            # Predict the correction to the input: the expression's displacement is smooth, the face's
+            # detail is not, and the input already carries that detail.
+            return inputs + logits
+        return logits
+
+    @staticmethod
+    def valid_score(outputs, targets):
+        """Mean over images of each image's RMSE in mm over its face: lower is better."""
+        per_image = evaluation.per_image_face_rmse(network_to_mm(outputs), network_to_mm(targets))
+        return float(np.nanmean(per_image))
+
+    @staticmethod
+    def format_score(score):
+        return f'valid RMSE {score:.3f} mm'
+
+    @staticmethod
+    def threshold(args):
+        return mm_to_network(args.threshold_mm)
+
+    def evaluate(self, args, test_set, outputs, checkpoint):
+        """test_metrics.json: the model beside the baselines, per expression and level, and recognition."""
+        inputs_mm, targets_mm = (network_to_mm(test_set.inputs[..., 0]), network_to_mm(test_set.targets[..., 0]))
+        outputs_mm = network_to_mm(outputs[..., 0])
+        model = evaluation.summarise(evaluation.per_image_metrics(outputs_mm, targets_mm), test_set.names)
+        metrics = {key: value for key, value in model.items() if key != 'n'}
+        metrics.update(n_images=model['n'], checkpoint=checkpoint, data=args.data,
+                       ms_ssim_filter_size=evaluation.MS_SSIM_FILTER_SIZE)
+        metrics.update(self._baselines(args, inputs_mm, targets_mm, test_set.names))
+        metrics['recognition'] = self._recognition(test_set.names, inputs_mm, targets_mm,
+                                                   network_to_mm(thresholded(outputs, self.threshold(args))[..., 0]))
+        evaluation.write_report(metrics, args.results_dir, evaluation.mean_abs_error_map(outputs_mm, targets_mm))
+        return metrics
+
+    @staticmethod
+    def _baselines(args, inputs_mm, targets_mm, names):
+        """The identity baseline always; the mean face and the linear map need the training split."""
+        blocks = {'identity': evaluation.per_image_metrics(inputs_mm, targets_mm)}
+        try:
+            train = Dataset.load(args.data, 'train')
+        except DataError as error:
+            note = f'mean_face and linear need the training split: {error}'
+        else:
+            train_inputs, train_targets = network_to_mm(train.inputs[..., 0]), network_to_mm(train.targets[..., 0])
+            neutral = [i for i, name in enumerate(train.names) if evaluation.parse_name(name)[1] == 'NE']
+            linear = evaluation.LinearBaseline().fit(train_inputs, train_targets)
+            mean_face = evaluation.mean_face(train_targets[neutral] if neutral else train_targets)
+            outputs = evaluation.baseline_outputs(inputs_mm, mean_face, linear)
+            blocks.update({name: evaluation.per_image_metrics(outputs[name], targets_mm)
+                           for name in ('mean_face', 'linear')})
+            note = linear.describe()
+        return {'baselines': {name: evaluation.summarise(block, names) for name, block in blocks.items()},
+                'linear_baseline': note}
+
+    @staticmethod
+    def _recognition(names, inputs_mm, targets_mm, neutralised_mm):
+        """Gallery: each subject's neutral target; probes: the expressive inputs, raw and neutralised."""
+        parsed = [evaluation.parse_name(name) for name in names]
+        subjects = [subject for subject, _, _ in parsed]
+        if None in subjects:
+            return {'skipped': 'file names do not follow the SSSS_CCLL.png scheme, so subjects are unknown'}
+        gallery = {}
+        for index, (subject, code, _) in enumerate(parsed):
+            if code == 'NE':
+                gallery.setdefault(subject, index)
+        probes = [i for i, (_, code, _) in enumerate(parsed) if code != 'NE']
+        if len(gallery) < 2 or not probes:
+            return {'skipped': 'recognition needs neutral faces of at least two subjects and expressive probes'}
+        gallery_ids, gallery_images = list(gallery), targets_mm[list(gallery.values())]
+        probe_ids = [subjects[i] for i in probes]
+        result = {kind: evaluation.recognition(gallery_images, gallery_ids, images[probes], probe_ids)
+                  for kind, images in (('raw', inputs_mm), ('neutralised', neutralised_mm))}
+        return {'raw': {key: result['raw'][key] for key in ('rank1', 'eer')},
+                'neutralised': {key: result['neutralised'][key] for key in ('rank1', 'eer')},
+                'distance': result['raw']['distance'], 'n_gallery': len(gallery_ids), 'n_probes': len(probes)}
+
+    @staticmethod
+    def print_metrics(metrics):
+        evaluation.print_table(metrics)
+
+
+TASKS = {task.name: task for task in (RemovalTask(),)}
