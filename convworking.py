@@ -226,8 +226,9 @@ class Checkpoints:
 
     def __init__(self, directory, network):
         self.directory = directory
-        self.latest = tf.compat.v1.train.Saver(max_to_keep=2)
-        self.best = tf.compat.v1.train.Saver(network.model_variables(), max_to_keep=1)
+        # Relative paths in the state files keep a checkpoint folder usable after it is moved or cloned.
+        self.latest = tf.compat.v1.train.Saver(max_to_keep=2, save_relative_paths=True)
+        self.best = tf.compat.v1.train.Saver(network.model_variables(), max_to_keep=1, save_relative_paths=True)
 
     def latest_prefix(self):
         return tf.train.latest_checkpoint(self.directory, latest_filename=LATEST_STATE_FILE)
@@ -431,8 +432,15 @@ def positive_float(text):
     return value
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a bad option gets one line (no usage block), in the program's error format."""
+
+    def error(self, message):
+        self.exit(2, f"{PROGRAM}: error: {message} (see --help)\n")
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog=PROGRAM, description='Remove facial expressions from 3D face depth images.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--mode', choices=['train', 'test', 'infer', 'export'], required=True,

@@ -1,0 +1,184 @@
+"""convworking.py as a user runs it: train, resume after a kill, test, and one-line errors for bad input."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO, TINY_NETWORK, run_program, write_synthetic_data
+
+
+def train_tiny(data, checkpoints, results, *extra):
+    return run_program('--mode', 'train', '--data', data, '--checkpoint-dir', checkpoints, '--results-dir', results,
+                       *TINY_NETWORK, '--validate-every', 5, '--plot-every', 10, *extra)
+
+
+@pytest.fixture(scope='module')
+def trained(tiny_data, tmp_path_factory):
+    """A tiny network trained for 10 steps: (data, checkpoint folder, results folder)."""
+    root = tmp_path_factory.mktemp('trained')
+    checkpoints, results = root / 'checkpoints', root / 'results'
+    finished = train_tiny(tiny_data, checkpoints, results, '--max-steps', 10)
+    assert finished.returncode == 0, finished.stderr
+    return tiny_data, checkpoints, results
+
+
+def assert_one_line_error(finished, *fragments):
+    assert finished.returncode != 0
+    lines = finished.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'Traceback' not in finished.stderr, finished.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_training_writes_checkpoints_grids_and_logs(trained):
+    _, checkpoints, results = trained
+    names = os.listdir(checkpoints / 'remove')
+    assert 'latest-10.index' in names and any(n.startswith('best-') for n in names)
+    assert {'options.json', 'checkpoint', 'best_checkpoint'} <= set(names)
+    assert os.path.exists(results / 'step_000010.png')
+    assert any(n.startswith('events.out.tfevents') for n in os.listdir(results / 'logs'))
+
+
+def test_test_mode_metrics_match_a_numpy_recomputation(trained, tmp_path):
+    data, checkpoints, _ = trained
+    finished = run_program('--mode', 'test', '--data', data, '--checkpoint-dir', checkpoints,
+                           '--results-dir', tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    metrics = json.loads((tmp_path / 'test_metrics.json').read_text())
+    assert os.path.exists(tmp_path / 'test_grid_1.png') and os.path.exists(tmp_path / 'report.md')
+
+    import convworking
+    from depth_dataset import Dataset
+    from depth_png import network_to_mm
+    args = convworking.parse_args(['--mode', 'test', '--checkpoint-dir', str(checkpoints)])
+    convworking.tf.compat.v1.disable_eager_execution()
+    session, network, prefix = convworking.restore_for_inference(args)
+    test_set = Dataset.load(data, 'test')
+    with session:
+        outputs = network_to_mm(session.run(network.output, {network.inputs: test_set.inputs}))
+    targets = network_to_mm(test_set.targets)
+    face = targets > 0
+    errors = [(o - t)[f] for o, t, f in zip(outputs, targets, face)]
+    assert metrics['checkpoint'] == prefix
+    assert metrics['n_images'] == len(test_set)
+    assert metrics['rmse_mm'] == pytest.approx(np.mean([np.sqrt(np.mean(e ** 2)) for e in errors]), rel=1e-4)
+    assert metrics['mae_mm'] == pytest.approx(np.mean([np.mean(np.abs(e)) for e in errors]), rel=1e-4)
+    neutral = [i for i, name in enumerate(test_set.names) if '_NE' in name]
+    assert metrics['per_expression']['NE']['n'] == len(neutral)
+    assert metrics['per_expression']['NE']['rmse_mm'] == pytest.approx(
+        np.mean([np.sqrt(np.mean(errors[i] ** 2)) for i in neutral]), rel=1e-4)
+    identity = metrics['baselines']['identity']
+    input_errors = [(i - t)[f] for i, t, f in zip(network_to_mm(test_set.inputs), targets, face)]
+    assert identity['rmse_mm'] == pytest.approx(np.mean([np.sqrt(np.mean(e ** 2)) for e in input_errors]),
+                                                rel=1e-4)
+
+
+def wait_for(condition, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_killed_run_resumes_at_its_last_saved_step(tiny_data, tmp_path):
+    checkpoints, results = tmp_path / 'checkpoints', tmp_path / 'results'
+    command = [sys.executable, os.path.join(REPO, 'convworking.py'), '--mode', 'train', '--data', tiny_data,
+               '--checkpoint-dir', str(checkpoints), '--results-dir', str(results), *TINY_NETWORK,
+               '--max-steps', '100000', '--save-every', '5', '--validate-every', '5']
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = checkpoints / 'remove' / 'checkpoint'
+    try:
+        assert wait_for(lambda: state.exists() and 'latest-10' in state.read_text(), 300)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    import tensorflow as tf
+    saved_step = int(tf.train.latest_checkpoint(str(checkpoints / 'remove')).rsplit('-', 1)[1])
+    assert saved_step >= 10
+    resumed = train_tiny(tiny_data, checkpoints, results, '--max-steps', saved_step + 3)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f'latest-{saved_step} ' in resumed.stdout and f'steps {saved_step} -> {saved_step + 3}' in resumed.stdout
+    assert (checkpoints / 'remove' / f'latest-{saved_step + 3}.index').exists()
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+@pytest.fixture
+def data_copy(tiny_data, tmp_path):
+    copy = tmp_path / 'data'
+    shutil.copytree(tiny_data, copy)
+    return copy
+
+
+def test_missing_data_folder(tmp_path):
+    assert_one_line_error(train_tiny(tmp_path / 'nowhere', tmp_path / 'c', tmp_path / 'r'), 'nowhere', 'not found')
+
+
+def test_missing_split(data_copy, tmp_path):
+    shutil.rmtree(data_copy / 'inputs' / 'valid')
+    assert_one_line_error(train_tiny(data_copy, tmp_path / 'c', tmp_path / 'r'), 'valid', 'not found')
+
+
+def test_input_without_target(data_copy, tmp_path):
+    victim = sorted(os.listdir(data_copy / 'targets' / 'test'))[0]
+    os.remove(data_copy / 'targets' / 'test' / victim)
+    finished = run_program('--mode', 'test', '--data', data_copy, '--checkpoint-dir', tmp_path)
+    assert_one_line_error(finished, victim, 'missing')
+
+
+@pytest.mark.parametrize('bad_image, message', [
+    (np.zeros((128, 128, 3), np.uint8), 'channels'),
+    (np.zeros((64, 128), np.uint16), '128 x 64'),
+    (None, 'not a readable image'),
+])
+def test_bad_images(data_copy, tmp_path, bad_image, message):
+    path = data_copy / 'inputs' / 'train' / sorted(os.listdir(data_copy / 'inputs' / 'train'))[0]
+    if bad_image is None:
+        path.write_bytes(b'not a png')
+    else:
+        cv2.imwrite(str(path), bad_image)
+    assert_one_line_error(train_tiny(data_copy, tmp_path / 'c', tmp_path / 'r'), path.name, message)
+
+
+def test_test_mode_without_checkpoint(tiny_data, tmp_path):
+    finished = run_program('--mode', 'test', '--data', tiny_data, '--checkpoint-dir', tmp_path)
+    assert_one_line_error(finished, 'no checkpoint found')
+
+
+def test_checkpoint_of_another_architecture(trained, tmp_path):
+    data, checkpoints, _ = trained
+    prefix = str(checkpoints / 'remove' / 'latest-10')
+    finished = run_program('--mode', 'test', '--data', data, '--checkpoint', prefix, '--results-dir', tmp_path,
+                           '--kernel-size', 5)
+    assert_one_line_error(finished, '--kernel-size 5', 'contradicts')
+    shutil.copytree(checkpoints / 'remove', tmp_path / 'no_options')
+    os.remove(tmp_path / 'no_options' / 'options.json')   # nothing says what it was: the variables must
+    finished = run_program('--mode', 'test', '--data', data, '--checkpoint', tmp_path / 'no_options',
+                           '--results-dir', tmp_path)
+    assert_one_line_error(finished, 'different architecture')
+
+
+def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path):
+    data, checkpoints, _ = trained
+    shutil.copytree(checkpoints, tmp_path / 'c')
+    before = sorted(os.listdir(tmp_path / 'c' / 'remove'))
+    finished = train_tiny(data, tmp_path / 'c', tmp_path / 'r', '--max-steps', 30, '--lr', 1e30)
+    assert_one_line_error(finished, 'the loss became', 'latest-10')
+    assert sorted(os.listdir(tmp_path / 'c' / 'remove')) == before
+
+
+@pytest.mark.parametrize('option', [['--batch-size', '0'], ['--lr', '-1'], ['--modules', '4'],
+                                    ['--loss', 'bce'], ['--max-steps', 'many']])
+def test_options_out_of_range(option, tmp_path):
+    finished = run_program('--mode', 'train', '--checkpoint-dir', tmp_path, *option)
+    assert finished.returncode == 2
+    assert option[0] in finished.stderr.strip().splitlines()[-1] and 'Traceback' not in finished.stderr
