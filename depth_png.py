@@ -48,7 +48,8 @@ def depth_mm_to_units(height_mm, bits=16):
 
 def write_depth_png(path, height_mm, bits=16):
     """Write heights in mm as a single-channel PNG of the given bit depth (8 or 16)."""
-    if not cv2.imwrite(os.fspath(path), depth_mm_to_units(height_mm, bits)):
+    # Maximum compression: the committed dataset stays small and every re-commit costs its full size.
+    if not cv2.imwrite(os.fspath(path), depth_mm_to_units(height_mm, bits), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise DepthImageError(f"{path}: could not be written")
 
 
