@@ -6,6 +6,8 @@ tf.compat.v1: placeholders, sessions, savers, checkpoints.
 
     python convworking.py --mode train      # train on data128_128, checkpoints in checkpoints/remove/
     python convworking.py --mode test       # evaluate the best checkpoint on the test split -> results/
+    python convworking.py --mode train --task segment   # the original's face segmentation (LFW Part Labels),
+                                                        # checkpoints in checkpoints/segment/, results/segment/
 """
 import argparse
 import json
@@ -38,6 +40,7 @@ tf = import_tensorflow_quietly()
 import numpy as np
 
 import inference
+import lfw_parts
 from conv2d import Conv2d
 from depth_dataset import DataError, IMAGE_SIZE
 from depth_png import DepthImageError
@@ -82,6 +85,8 @@ def encoder_layers(architecture, is_training):
             Conv2d(kernel, 1, channels, f'conv_{module}_2', is_training, batch_norm, skip_convs),
             MaxPool2d(2, f'max_{module}', skip_pools),
         ]
+    # The deepest layer's output *is* the decoder's input: a skip link there would only double it.
+    layers[-1].skip_connection = False
     return layers
 
 
@@ -126,6 +131,8 @@ class Network:
         # The task's validation score of the best checkpoint (lower is better), kept in the checkpoints.
         self.best_valid_score = tf.compat.v1.get_variable('best_valid_score', [], trainable=False,
                                                           initializer=tf.constant_initializer(np.inf))
+        # What test, infer and export need: every variable made so far (not the optimiser's slots).
+        self.model_variables = tf.compat.v1.global_variables()
         self.learning_rate = tf.compat.v1.train.polynomial_decay(
             learning_rate, self.global_step, decay_steps, end_learning_rate=learning_rate / 100)
         self.train_op = tf.compat.v1.train.AdamOptimizer(self.learning_rate).minimize(
@@ -143,10 +150,6 @@ class Network:
         weight = tf.cast(self.targets > 0, tf.float32) if region == 'face' else tf.ones_like(self.targets)
         mean = tf.math.divide_no_nan(tf.reduce_sum(per_pixel * weight), tf.reduce_sum(weight))
         return tf.sqrt(mean, name='loss') if loss == 'rmse' else tf.identity(mean, name='loss')
-
-    def model_variables(self):
-        """What test, infer and export need: the weights, the step and the validation score (no optimiser)."""
-        return tf.compat.v1.global_variables(scope='conv_') + [self.global_step, self.best_valid_score]
 
     def predict(self, session, dataset_batches):
         outputs = [session.run(self.output, {self.inputs: inputs}) for inputs, _ in dataset_batches]
@@ -228,7 +231,7 @@ class Checkpoints:
         self.directory = directory
         # Relative paths in the state files keep a checkpoint folder usable after it is moved or cloned.
         self.latest = tf.compat.v1.train.Saver(max_to_keep=2, save_relative_paths=True)
-        self.best = tf.compat.v1.train.Saver(network.model_variables(), max_to_keep=1, save_relative_paths=True)
+        self.best = tf.compat.v1.train.Saver(network.model_variables, max_to_keep=1, save_relative_paths=True)
 
     def latest_prefix(self):
         return tf.train.latest_checkpoint(self.directory, latest_filename=LATEST_STATE_FILE)
@@ -337,7 +340,7 @@ def resume_or_start(args, session, network, checkpoints, directory, architecture
         # A best model without a latest one (e.g. the shipped model): start afresh, but keep the best
         # score it set, so this run replaces it only by doing better on validation.
         best = checkpoints.best_prefix()
-        check_checkpoint_fits(best, network.model_variables())
+        check_checkpoint_fits(best, network.model_variables)
         score = tf.train.load_variable(best, network.best_valid_score.op.name)
         session.run(network.best_valid_score.assign(score))
         print(f"{PROGRAM}: {best} ({network.task.format_score(score)}) is kept unless this run does better")
@@ -346,8 +349,8 @@ def resume_or_start(args, session, network, checkpoints, directory, architecture
 
 
 def training_options(args):
-    keys = ('data', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed', 'loss', 'loss_region', 'flip',
-            'bfloat16')
+    keys = ('data', 'targets', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed', 'loss', 'loss_region',
+            'flip', 'bfloat16')
     return {key: getattr(args, key) for key in keys}
 
 
@@ -356,13 +359,15 @@ def validate(args, session, network, checkpoints, valid_set, examples, writer, s
     outputs = network.predict(session, valid_set.batches(args.batch_size))
     score = task.valid_score(outputs, valid_set.targets)
     writer.add_summary(scalar_summary(f'valid/{task.score_name}', score), step)
-    if score < session.run(network.best_valid_score):
+    improved = score < session.run(network.best_valid_score)
+    if improved:
         session.run(network.best_valid_score.assign(score))
         checkpoints.save_best(session, step)
+    print(f"step {step}: {task.format_score(score)}{' (best so far, saved)' if improved else ''}", flush=True)
     if step % args.plot_every == 0:
         path = os.path.join(args.results_dir, f'step_{step:06d}.png')
         save_results_grid(path, valid_set.inputs[examples], valid_set.targets[examples], outputs[examples],
-                          task.threshold(args), f'step {step}, {task.format_score(score)}')
+                          task.thresholded(outputs[examples], args), f'step {step}, {task.format_score(score)}')
         writer.add_summary(image_summary('valid/grid', path), step)
 
 
@@ -378,7 +383,7 @@ def restore_for_inference(args):
     architecture = resolve_architecture(args, read_options(os.path.dirname(prefix)))
     tf.compat.v1.reset_default_graph()
     network = Network(architecture, bfloat16=args.bfloat16)
-    variables = network.model_variables()
+    variables = network.model_variables
     check_checkpoint_fits(prefix, variables)
     session = tf.compat.v1.Session()
     tf.compat.v1.train.Saver(variables).restore(session, prefix)
@@ -398,7 +403,7 @@ def test(args):
         chosen = examples[start:start + 12]
         save_results_grid(os.path.join(args.results_dir, f'test_grid_{number}.png'),
                           test_set.inputs[chosen], test_set.targets[chosen], outputs[chosen],
-                          task.threshold(args), f'test split, {os.path.basename(prefix)}')
+                          task.thresholded(outputs[chosen], args), f'test split, {os.path.basename(prefix)}')
     write_json_atomically(os.path.join(args.results_dir, 'test_metrics.json'), metrics)
     task.print_metrics(metrics)
     print(f"{PROGRAM}: wrote test_metrics.json and test_grid_*.png in {args.results_dir}")
@@ -439,17 +444,30 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{PROGRAM}: error: {message} (see --help)\n")
 
 
+# Each task's data and results by default. LFW Part Labels is research data kept outside the repository.
+DEFAULT_DATA = {'remove': os.path.join(HERE, 'data128_128'),
+                'segment': os.path.normpath(os.path.join(HERE, '..', 'shared', 'lfw_part_labels', 'data128_128'))}
+DEFAULT_RESULTS = {'remove': os.path.join(HERE, 'results'), 'segment': os.path.join(HERE, 'results', 'segment')}
+
+
 def parse_args(argv=None):
     parser = OneLineErrorParser(
-        prog=PROGRAM, description='Remove facial expressions from 3D face depth images.',
+        prog=PROGRAM, description='Remove facial expressions from 3D face depth images (or, with --task segment, '
+                                  'segment faces in photographs as the network this one descends from did).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--mode', choices=['train', 'test', 'infer', 'export'], required=True,
                         help='train a network; test a trained one on the test split; infer neutral faces '
                              'for your own depth images; export the trained model for use without this code')
-    parser.add_argument('--task', choices=['remove'], default=None,
-                        help='remove expressions from depth faces (default: remove)')
-    parser.add_argument('--data', default=os.path.join(HERE, 'data128_128'),
-                        help='data folder holding inputs/{train,valid,test} and targets/{train,valid,test}')
+    parser.add_argument('--task', choices=list(TASKS), default=None,
+                        help='remove expressions from depth faces, or segment faces in the LFW Part Labels '
+                             'photographs as the original network did (default: remove)')
+    parser.add_argument('--data', default=None,
+                        help='remove: folder holding inputs/{train,valid,test} and targets/{train,valid,test} '
+                             f'(default {DEFAULT_DATA["remove"]}); segment: folder holding inputs/ and the '
+                             f'targets folders, split 70/15/15 by sorted name (default {DEFAULT_DATA["segment"]})')
+    parser.add_argument('--targets', choices=lfw_parts.TARGET_FOLDERS, default=None,
+                        help='segment: the masks, face only (the original\'s default) or face and hair '
+                             f'(default {lfw_parts.TARGET_FOLDERS[0]})')
     parser.add_argument('--max-epochs', type=positive_int, default=12, help='train for at most this many epochs')
     parser.add_argument('--max-steps', type=positive_int, default=10 ** 9, help='train for at most this many steps')
     parser.add_argument('--batch-size', type=positive_int, default=16, help='images per training step')
@@ -458,8 +476,10 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0, help='seed of weight initialisation and batch order')
     parser.add_argument('--checkpoint-dir', default=os.path.join(HERE, 'checkpoints'),
                         help='folder of checkpoints; each task keeps its own subfolder (e.g. checkpoints/remove)')
-    parser.add_argument('--results-dir', default=os.path.join(HERE, 'results'),
-                        help='folder for result grids, test metrics and TensorBoard logs (logs/)')
+    parser.add_argument('--results-dir', default=None,
+                        help='folder for result grids, test metrics and TensorBoard logs (logs/) '
+                             f'(default {DEFAULT_RESULTS["remove"]} for remove, {DEFAULT_RESULTS["segment"]} '
+                             'for segment)')
     parser.add_argument('--checkpoint', default=None,
                         help="checkpoint prefix or folder to test (default: the task's best checkpoint)")
     parser.add_argument('--input', help='infer: a depth PNG or a folder of them')
@@ -512,6 +532,17 @@ def parse_args(argv=None):
             parser.error(f"--mode {args.mode} needs --{option}")
     args.task = args.task or ARCHITECTURE_DEFAULTS['task']
     task = TASKS[args.task]
+    if args.task == 'segment':
+        if args.mode in ('infer', 'export'):
+            parser.error(f"--mode {args.mode} does not fit --task segment (it trains and tests only)")
+        if args.residual:
+            parser.error("--residual does not fit --task segment (its output is a probability, not a correction)")
+        args.residual = False     # so that options.json says what the network does
+        args.targets = args.targets or lfw_parts.TARGET_FOLDERS[0]
+    elif args.targets is not None:
+        parser.error(f"--targets does not fit --task {args.task} (it chooses the masks of --task segment)")
+    args.data = args.data or DEFAULT_DATA[args.task]
+    args.results_dir = args.results_dir or DEFAULT_RESULTS[args.task]
     for option, value, allowed in (('--loss', args.loss, task.losses),
                                    ('--loss-region', args.loss_region, task.loss_regions)):
         if value is not None and value not in allowed:

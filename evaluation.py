@@ -405,6 +405,41 @@ def recognition(gallery_mm, gallery_ids, probes_mm, probe_ids):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Segmentation (task `segment`: probabilities and {0, 1} masks, not heights)
+
+def _binary_masks(outputs, targets, threshold):
+    """(predicted, true) boolean arrays: outputs >= threshold, targets >= 0.5 (targets are {0, 1})."""
+    outputs, targets = np.asarray(outputs), np.asarray(targets)
+    if outputs.shape != targets.shape:
+        raise ValueError(f"outputs {outputs.shape} and targets {targets.shape} differ in shape")
+    return outputs >= threshold, targets >= 0.5
+
+
+def pixel_accuracy(outputs, targets, threshold=0.5):
+    """Share (fraction) of all pixels of all images whose thresholded output equals the target."""
+    predicted, true = _binary_masks(outputs, targets, threshold)
+    return float(np.mean(predicted == true)) if true.size else math.nan
+
+
+def iou_per_class(outputs, targets, threshold=0.5):
+    """(background IoU, foreground IoU), fractions over all pixels of all images pooled (the confusion
+    matrix of the whole set, as tf.compat.v1.metrics.mean_iou accumulates it); NaN for a class that
+    neither the output nor the target has anywhere."""
+    predicted, true = _binary_masks(outputs, targets, threshold)
+    result = []
+    for predicted_class, true_class in ((~predicted, ~true), (predicted, true)):
+        union = np.count_nonzero(predicted_class | true_class)
+        result.append(np.count_nonzero(predicted_class & true_class) / union if union else math.nan)
+    return tuple(result)
+
+
+def mean_iou(outputs, targets, threshold=0.5):
+    """Mean of the two classes' IoU (iou_per_class), a fraction; a class absent everywhere is left out."""
+    ious = [iou for iou in iou_per_class(outputs, targets, threshold) if not math.isnan(iou)]
+    return float(np.mean(ious)) if ious else math.nan
+
+
+# ---------------------------------------------------------------------------------------------------
 # Report
 
 _OVERALL_COLUMNS = (('rmse_mm', 'RMSE (mm)'), ('mae_mm', 'MAE (mm)'), ('within_1mm', '<= 1 mm'),

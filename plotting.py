@@ -14,10 +14,10 @@ def thresholded(outputs, threshold):
     return np.where(outputs >= threshold, outputs, 0)
 
 
-def save_results_grid(path, inputs, targets, outputs, threshold, title):
+def save_results_grid(path, inputs, targets, outputs, thresholded_outputs, title):
     """Save a 4-row grid of up to MAX_COLUMNS examples; all four images of a column share one grey scale."""
     columns = min(MAX_COLUMNS, len(inputs))
-    rows = [inputs, targets, outputs, thresholded(outputs, threshold)]
+    rows = [inputs, targets, outputs, thresholded_outputs]
     figure, axes = plt.subplots(4, columns, figsize=(1.3 * columns, 5.6), squeeze=False)
     for column in range(columns):
         images = [np.squeeze(row[column]) for row in rows]

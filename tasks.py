@@ -1,10 +1,15 @@
 """What differs between the tasks one network serves: its data, output head, loss, score and test report.
 
 `remove` (the project's task): depth face with an expression in, the same person's neutral depth out.
+`segment` (the original network's task, to reproduce its result): a grey face photograph of LFW Part Labels
+in, the probability that each pixel is face out.
 """
+import math
+
 import numpy as np
 
 import evaluation
+import lfw_parts
 from depth_dataset import DataError, Dataset
 from depth_png import mm_to_network, network_to_mm
 from plotting import thresholded
@@ -25,8 +30,11 @@ class RemovalTask:
     def output(tf, logits, inputs, architecture):
         if architecture['residual']:
             # Predict the correction to the input: the expression's displacement is smooth, the face's
-            # detail is not, and the input already carries that detail.
-            return inputs + logits
+            # detail is not, and the input already carries that detail. The correction is scaled by a
+            # learned gate that starts at 0, so training starts from 'do nothing' instead of from the
+            # large random correction of freshly initialised (tied) weights.
+            gate = tf.compat.v1.get_variable('residual_gate', [], initializer=tf.zeros_initializer())
+            return inputs + gate * logits
         return logits
 
     @staticmethod
@@ -40,8 +48,9 @@ class RemovalTask:
         return f'valid RMSE {score:.3f} mm'
 
     @staticmethod
-    def threshold(args):
-        return mm_to_network(args.threshold_mm)
+    def thresholded(outputs, args):
+        """Outputs with the background (below --threshold-mm) set to 0: a clean face silhouette."""
+        return thresholded(outputs, mm_to_network(args.threshold_mm))
 
     def evaluate(self, args, test_set, outputs, checkpoint):
         """test_metrics.json: the model beside the baselines, per expression and level, and recognition."""
@@ -53,7 +62,7 @@ class RemovalTask:
                        ms_ssim_filter_size=evaluation.MS_SSIM_FILTER_SIZE)
         metrics.update(self._baselines(args, inputs_mm, targets_mm, test_set.names))
         metrics['recognition'] = self._recognition(test_set.names, inputs_mm, targets_mm,
-                                                   network_to_mm(thresholded(outputs, self.threshold(args))[..., 0]))
+                                                   network_to_mm(self.thresholded(outputs, args)[..., 0]))
         evaluation.write_report(metrics, args.results_dir, evaluation.mean_abs_error_map(outputs_mm, targets_mm))
         return metrics
 
@@ -104,4 +113,64 @@ class RemovalTask:
         evaluation.print_table(metrics)
 
 
-TASKS = {task.name: task for task in (RemovalTask(),)}
+class SegmentationTask:
+    """Face segmentation on LFW Part Labels, as the original network did it (see lfw_parts.py for the data).
+
+    The output is sigmoid(logits), a probability; a pixel is face when it is >= 0.5. The input is grey
+    only (the network has one input channel). `residual` does not apply: the command line sets it to False
+    for this task and output() ignores it. Scores and metrics are in percent, as the original reported them.
+    """
+    name = 'segment'
+    losses = ('rmse', 'bce')
+    loss_regions = ('image',)
+    default_loss = 'rmse'
+    score_name = 'valid pixel error (%)'
+    THRESHOLD = 0.5
+
+    @staticmethod
+    def load(args, split):
+        return lfw_parts.load(args.data, split, args.targets)
+
+    @staticmethod
+    def output(tf, logits, inputs, architecture):
+        return tf.sigmoid(logits)
+
+    def valid_score(self, outputs, targets):
+        """100 - per-pixel accuracy in %: lower is better, as the training loop wants."""
+        return 100 - 100 * evaluation.pixel_accuracy(outputs, targets, self.THRESHOLD)
+
+    @staticmethod
+    def format_score(score):
+        return f'valid accuracy {100 - score:.2f} %' if math.isfinite(score) else 'no valid accuracy yet'
+
+    def thresholded(self, outputs, args):
+        """The predicted mask: probability >= 0.5 is face, as in the original's figure."""
+        return (outputs >= self.THRESHOLD).astype(np.float32)
+
+    def evaluate(self, args, test_set, outputs, checkpoint):
+        """test_metrics.json: per-pixel accuracy and mean IoU of the two classes, in percent."""
+        iou_background, iou_face = evaluation.iou_per_class(outputs, test_set.targets, self.THRESHOLD)
+        percent = lambda fraction: 100 * fraction
+        return {
+            'pixel_accuracy': percent(evaluation.pixel_accuracy(outputs, test_set.targets, self.THRESHOLD)),
+            'mean_iou': percent(evaluation.mean_iou(outputs, test_set.targets, self.THRESHOLD)),
+            'iou_background': percent(iou_background),
+            'iou_face': percent(iou_face),
+            # what predicting background everywhere would score: the floor any model must clear
+            'all_background_accuracy': percent(1 - float(np.mean(test_set.targets >= 0.5))),
+            'units': 'percent; IoU over all test pixels pooled; output >= 0.5 is face',
+            'n_images': len(test_set), 'checkpoint': checkpoint, 'data': args.data, 'targets': args.targets,
+            'split': dict(lfw_parts.split_sizes(args.data, args.targets),
+                          rule='sorted file names: train first 70 %, valid next 15 % (both rounded down), '
+                               'test the rest'),
+        }
+
+    @staticmethod
+    def print_metrics(metrics):
+        print(f"pixel accuracy {metrics['pixel_accuracy']:.2f} %, mean IoU {metrics['mean_iou']:.2f} % "
+              f"(background {metrics['iou_background']:.2f} %, face {metrics['iou_face']:.2f} %) on "
+              f"{metrics['n_images']} test images of {metrics['targets']}; all background would score "
+              f"{metrics['all_background_accuracy']:.2f} %")
+
+
+TASKS = {task.name: task for task in (RemovalTask(), SegmentationTask())}

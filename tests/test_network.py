@@ -69,8 +69,9 @@ def count_skip_links(architecture):
 
 def test_skip_links_change_the_graph():
     assert count_skip_links(dict(TINY, skip_links='none')) == 0
-    assert count_skip_links(dict(TINY, skip_links='pools')) == TINY['modules']
-    assert count_skip_links(dict(TINY, skip_links='all')) == 3 * TINY['modules']
+    # every pool but the deepest, whose output is the decoder's input; with 'all', every layer but that one
+    assert count_skip_links(dict(TINY, skip_links='pools')) == TINY['modules'] - 1
+    assert count_skip_links(dict(TINY, skip_links='all')) == 3 * TINY['modules'] - 1
 
 
 def test_batch_norm_uses_batch_statistics_in_training_and_moving_ones_at_test():

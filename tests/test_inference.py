@@ -1,0 +1,279 @@
+"""infer and export on a tiny checkpoint trained once for this module (see conftest.TINY_NETWORK)."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import TINY_NETWORK, run_program, synthetic_pair
+from convworking import Network, parse_args, tf
+from depth_dataset import DataError
+from depth_png import DepthImageError, depth_mm_to_units, mm_to_network, network_to_mm, write_depth_png
+import inference
+
+THRESHOLD_MM = 10.0  # the command line's default --threshold-mm
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tiny_data, tmp_path_factory):
+    """(checkpoint prefix, architecture) of a 10-step tiny network."""
+    root = tmp_path_factory.mktemp('trained')
+    done = run_program('--mode', 'train', '--data', tiny_data, '--checkpoint-dir', root / 'checkpoints',
+                       '--results-dir', root / 'results', '--max-steps', 10, '--validate-every', 5, *TINY_NETWORK)
+    assert done.returncode == 0, done.stderr
+    folder = root / 'checkpoints' / 'remove'
+    with open(folder / 'options.json') as file:
+        architecture = json.load(file)['architecture']
+    prefix = tf.train.latest_checkpoint(str(folder), latest_filename='best_checkpoint')
+    assert prefix
+    return prefix, architecture
+
+
+def checkpoint_outputs(checkpoint, batch):
+    """The network's output for a batch (network scale), computed in this process from the checkpoint."""
+    prefix, architecture = checkpoint
+    with tf.Graph().as_default():
+        network = Network(architecture)
+        with tf.compat.v1.Session() as session:
+            tf.compat.v1.train.Saver(network.model_variables).restore(session, prefix)
+            return session.run(network.output, {network.inputs: batch})
+
+
+def faces_mm(count, seed=1):
+    rng = np.random.default_rng(seed)
+    return [synthetic_pair(rng, index)[0] for index in range(count)]
+
+
+def read_raw(path):
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def expected_units(checkpoint, height_mm, bits):
+    """What infer should write for a 128 x 128 image: the thresholded output in the input's units."""
+    output_mm = network_to_mm(checkpoint_outputs(checkpoint, mm_to_network(height_mm)[None, ..., None])[0, ..., 0])
+    return depth_mm_to_units(np.where(output_mm >= THRESHOLD_MM, output_mm, 0), bits), output_mm
+
+
+def assert_matches(checkpoint, written, input_path, bits):
+    """Written units equal the checkpoint's output within one unit (pixels at the threshold may flip)."""
+    input_mm = read_raw(input_path).astype(np.float32) * (0.1 if bits == 16 else 0.5)
+    expected, output_mm = expected_units(checkpoint, input_mm, bits)
+    raw = read_raw(written)
+    assert raw.dtype == (np.uint16 if bits == 16 else np.uint8) and raw.shape == (128, 128)
+    away_from_threshold = np.abs(output_mm - THRESHOLD_MM) > 0.05
+    difference = np.abs(raw.astype(int) - expected.astype(int))[away_from_threshold]
+    assert difference.max() <= 1, difference.max()
+    assert raw.max() > 0
+
+
+@pytest.fixture(scope='module')
+def scans(tmp_path_factory):
+    """A folder of own scans: 16-bit (0.1 mm) and 8-bit (0.5 mm) faces, a colour PNG and a 160 x 200 one."""
+    folder = tmp_path_factory.mktemp('scans')
+    first, second, third = faces_mm(3)
+    write_depth_png(folder / 'face_16bit.png', first, 16)
+    write_depth_png(folder / 'face_8bit.png', second, 8)
+    cv2.imwrite(str(folder / 'colour.png'), np.full((128, 128, 3), 90, np.uint8))
+    write_depth_png(folder / 'too_big.png', cv2.resize(third, (160, 200), interpolation=cv2.INTER_NEAREST), 16)
+    (folder / 'notes.txt').write_text('not an image: ignored')
+    return folder
+
+
+def infer(checkpoint, *args):
+    return run_program('--mode', 'infer', '--checkpoint', checkpoint[0], *args)
+
+
+# ------------------------------------------------------------------------------------------------- infer
+
+def test_infer_on_a_folder_keeps_names_bit_depths_and_scale_and_skips_bad_files(checkpoint, scans, tmp_path):
+    before = {path.name: path.read_bytes() for path in scans.iterdir()}
+    output = tmp_path / 'neutral'
+    done = infer(checkpoint, '--input', scans, '--output', output)
+
+    assert done.returncode == 2
+    skipped = [line for line in done.stderr.splitlines() if line.startswith('convworking.py: skipped ')]
+    assert len(skipped) == 2
+    assert any('colour.png' in line and 'channels' in line for line in skipped)
+    assert any('too_big.png' in line and '--resize' in line for line in skipped)
+    assert done.stderr.strip().splitlines()[-1] == ('convworking.py: error: 2 of 4 image(s) skipped '
+                                                    '(reported above)')
+    assert sorted(os.listdir(output)) == ['face_16bit.png', 'face_8bit.png', 'previews']
+    assert sorted(os.listdir(output / 'previews')) == ['face_16bit.png', 'face_8bit.png']
+    assert_matches(checkpoint, output / 'face_16bit.png', scans / 'face_16bit.png', 16)
+    assert_matches(checkpoint, output / 'face_8bit.png', scans / 'face_8bit.png', 8)
+    preview = read_raw(output / 'previews' / 'face_8bit.png')
+    assert preview.ndim == 3 and preview.shape[1] > 2 * preview.shape[0]   # three panels side by side
+    assert {path.name: path.read_bytes() for path in scans.iterdir()} == before
+
+    again = infer(checkpoint, '--input', scans, '--output', output)      # never overwrites
+    assert again.returncode == 2
+    assert 'already exists' in again.stderr and 'never overwrites' in again.stderr
+
+
+def test_infer_resize_on_one_file(checkpoint, scans, tmp_path):
+    done = infer(checkpoint, '--input', scans / 'too_big.png', '--output', tmp_path / 'out', '--resize')
+    assert done.returncode == 0, done.stderr
+    raw = read_raw(tmp_path / 'out' / 'too_big.png')
+    assert raw.dtype == np.uint16 and raw.shape == (128, 128)
+    assert os.path.exists(tmp_path / 'out' / 'previews' / 'too_big.png')
+    resampled = inference.resample_depth(read_raw(scans / 'too_big.png').astype(np.float32) * 0.1)
+    expected, output_mm = expected_units(checkpoint, resampled, 16)
+    away_from_threshold = np.abs(output_mm - THRESHOLD_MM) > 0.05
+    assert np.abs(raw.astype(int) - expected.astype(int))[away_from_threshold].max() <= 1
+
+
+def test_resample_depth_keeps_heights_and_aspect():
+    plateau = np.zeros((100, 300), np.float32)
+    plateau[20:80, 100:200] = 100.0        # a 100 mm plateau of 100 x 60 pixels
+    resampled = inference.resample_depth(plateau)
+    assert resampled.shape == (128, 128)
+    face = resampled[resampled > 0]
+    assert np.allclose(face, 100.0)        # no ramp of averaged background at the outline
+    rows, columns = np.nonzero(resampled)
+    height, width = np.ptp(rows) + 1, np.ptp(columns) + 1
+    assert abs(width / height - 100 / 60) < 0.15     # padded to a square, not stretched
+    assert abs(rows.mean() - 63.5) < 1.5 and abs(columns.mean() - 63.5) < 1.5
+
+
+def test_infer_refuses_an_output_folder_equal_to_the_input_folder_in_one_line(checkpoint, scans):
+    before = sorted(os.listdir(scans))
+    done = infer(checkpoint, '--input', scans, '--output', scans)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"convworking.py: error: {scans}: is the input's folder; give "
+                                                "another --output folder (outputs keep the input file names)"]
+    assert sorted(os.listdir(scans)) == before
+
+
+@pytest.mark.parametrize('case', ['output_is_input_files_folder', 'bad_single_file', 'wrong_size_single_file',
+                                  'missing_input_path', 'folder_without_png'])
+def test_infer_refusals(scans, tmp_path, case):
+    """Refused before the network runs, so no session is needed; convworking.main prints them in one line."""
+    (tmp_path / 'empty').mkdir()
+    given, message = {
+        'output_is_input_files_folder': ((scans / 'face_8bit.png', scans), "is the input's folder"),
+        'bad_single_file': ((scans / 'colour.png', tmp_path / 'out'), 'colour.png: has 3 channels'),
+        'wrong_size_single_file': ((scans / 'too_big.png', tmp_path / 'out'), 'is 160 x 200 pixels'),
+        'missing_input_path': ((tmp_path / 'nowhere', tmp_path / 'out'), 'nowhere: not found'),
+        'folder_without_png': ((tmp_path / 'empty', tmp_path / 'out'), 'holds no .png images'),
+    }[case]
+    args = argparse.Namespace(input=str(given[0]), output=str(given[1]), resize=False, batch_size=4,
+                              threshold_mm=THRESHOLD_MM)
+    before = sorted(os.listdir(scans))
+    with pytest.raises((DataError, DepthImageError), match=message):
+        inference.neutralise_files(None, None, args)
+    assert sorted(os.listdir(scans)) == before
+    assert not os.path.exists(tmp_path / 'out')
+
+
+def test_infer_needs_input(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(['--mode', 'infer', '--output', 'somewhere'])
+    assert stopped.value.code == 2
+    assert '--mode infer needs --input' in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ export
+
+LOADER = textwrap.dedent('''
+    # Loads the exported model with TensorFlow and OpenCV only (no code of the project), as README shows.
+    import sys
+    import cv2
+    import numpy as np
+    import tensorflow as tf
+
+    folder, batch = sys.argv[1], np.load(sys.argv[2])
+
+    graph_def = tf.compat.v1.GraphDef()
+    with open(f'{folder}/frozen_graph.pb', 'rb') as file:
+        graph_def.ParseFromString(file.read())
+    with tf.Graph().as_default() as graph:
+        tf.compat.v1.import_graph_def(graph_def, name='')
+        with tf.compat.v1.Session(graph=graph) as session:
+            frozen = session.run('output:0', {'inputs:0': batch})
+
+    model = tf.saved_model.load(f'{folder}/saved_model')
+    saved = model.signatures['serving_default'](inputs=tf.constant(batch))['output'].numpy()
+
+    net = cv2.dnn.readNetFromTensorflow(f'{folder}/frozen_graph_opencv.pb')
+    net.setInput(batch.transpose(0, 3, 1, 2))                    # OpenCV takes N x C x H x W
+    opencv = net.forward().transpose(0, 2, 3, 1)
+
+    np.savez(sys.argv[3], frozen=frozen, saved=saved, opencv=opencv)
+''')
+
+
+@pytest.fixture(scope='module')
+def exported(checkpoint, tmp_path_factory):
+    """An export folder, with a test_metrics.json of the same checkpoint in the results folder."""
+    root = tmp_path_factory.mktemp('export')
+    results = root / 'results'
+    results.mkdir()
+    with open(results / 'test_metrics.json', 'w') as file:
+        json.dump({'checkpoint': checkpoint[0], 'rmse_mm': 4.25}, file)
+    done = run_program('--mode', 'export', '--checkpoint', checkpoint[0], '--results-dir', results,
+                       '--output', root / 'model')
+    assert done.returncode == 0, done.stderr
+    return root / 'model', done
+
+
+def test_export_writes_the_files_and_model_json(checkpoint, exported):
+    folder, done = exported
+    assert sorted(os.listdir(folder)) == ['frozen_graph.pb', 'frozen_graph_opencv.pb', 'model.json',
+                                          'saved_model']
+    with open(folder / 'model.json') as file:
+        info = json.load(file)
+    assert info['convention_version'] == 1
+    assert info['input']['name'] == 'inputs' and info['output']['name'] == 'output'
+    assert info['input']['shape'] == [None, 128, 128, 1] == info['output']['shape']
+    assert info['scale']['full_scale_mm'] == 127.5
+    assert info['scale']['png_mm_per_unit'] == {'16-bit': 0.1, '8-bit': 0.5}
+    assert info['checkpoint'] == os.path.abspath(checkpoint[0])
+    assert info['step'] == int(checkpoint[0].rsplit('-', 1)[1])
+    assert info['valid_rmse_mm'] == pytest.approx(tf.train.load_variable(checkpoint[0], 'best_valid_score'))
+    assert info['test_rmse_mm'] == 4.25
+    assert info['saved_model']['signature'] == 'serving_default'
+    assert info['opencv_graph']['file'] == 'frozen_graph_opencv.pb'
+    assert all(value < 1e-4 for value in info['max_abs_difference_to_checkpoint'].values())
+
+
+def test_frozen_graph_is_plain_inference_graph(exported):
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString((exported[0] / 'frozen_graph.pb').read_bytes())
+    operations = {node.op for node in graph_def.node}
+    assert [node.name for node in graph_def.node if node.op.startswith('Placeholder')] == ['inputs']
+    assert not operations & {'If', 'StatelessIf', 'VarHandleOp', 'ReadVariableOp', 'AssignSubVariableOp'}
+    assert 'FusedBatchNormV3' in operations and not graph_def.library.function
+
+
+def test_exported_forms_reproduce_the_checkpoint_without_the_projects_code(checkpoint, exported, tmp_path):
+    batch = mm_to_network(np.stack(faces_mm(3, seed=7)))[..., None]
+    np.save(tmp_path / 'batch.npy', batch)
+    (tmp_path / 'loader.py').write_text(LOADER)
+    environment = {key: value for key, value in os.environ.items() if key != 'PYTHONPATH'}
+    done = subprocess.run([sys.executable, 'loader.py', str(exported[0]), 'batch.npy', 'outputs.npz'],
+                          cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    outputs = np.load(tmp_path / 'outputs.npz')
+    expected = checkpoint_outputs(checkpoint, batch)
+    for form in ('frozen', 'saved', 'opencv'):
+        assert outputs[form].shape == expected.shape
+        assert np.abs(outputs[form] - expected).max() < 1e-4, form
+
+
+def test_export_refuses_to_overwrite(checkpoint, exported):
+    args = argparse.Namespace(output=str(exported[0]))
+    with pytest.raises(DataError, match='already exists; export never overwrites'):
+        inference.export_model(None, None, checkpoint[0], args)
+
+
+def test_test_rmse_is_taken_only_for_the_same_checkpoint(tmp_path):
+    with open(tmp_path / 'test_metrics.json', 'w') as file:
+        json.dump({'checkpoint': 'checkpoints/remove/best-100', 'rmse_mm': 3.0}, file)
+    assert inference.rmse_on_test_split('checkpoints/remove/best-100', str(tmp_path)) == 3.0
+    assert inference.rmse_on_test_split('checkpoints/remove/best-200', str(tmp_path)) is None
+    assert inference.rmse_on_test_split('checkpoints/remove/best-100', str(tmp_path / 'none')) is None
