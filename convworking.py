@@ -16,7 +16,6 @@ import sys
 import time
 
 
-
 def import_tensorflow_quietly():
     """Import TensorFlow with its C++ start-up messages hidden.
 
@@ -298,7 +297,7 @@ def train(args):
     task = TASKS[architecture['task']]
     train_set, valid_set = task.load(args, 'train'), task.load(args, 'valid')
     steps_per_epoch = train_set.steps_per_epoch(args.batch_size)
-    max_steps = min(args.max_steps, args.max_epochs * steps_per_epoch)
+    max_steps = min(args.max_steps or np.inf, args.max_epochs * steps_per_epoch)
 
     tf.compat.v1.reset_default_graph()
     tf.compat.v1.set_random_seed(args.seed)
@@ -449,6 +448,15 @@ def positive_float(text):
     return value
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Shows an option's default, unless it has none or its help already says it."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or 'default' in action.help:
+            return action.help
+        return action.help + ' (default: %(default)s)'
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but a bad option gets one line (no usage block), in the program's error format."""
 
@@ -466,7 +474,7 @@ def parse_args(argv=None):
     parser = OneLineErrorParser(
         prog=PROGRAM, description='Remove facial expressions from 3D face depth images (or, with --task segment, '
                                   'segment faces in photographs as the network this one descends from did).',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument('--mode', choices=['train', 'test', 'infer', 'export'], required=True,
                         help='train a network; test a trained one on the test split; infer neutral faces '
                              'for your own depth images; export the trained model for use without this code')
@@ -481,7 +489,8 @@ def parse_args(argv=None):
                         help='segment: the masks, face only (the original\'s default) or face and hair '
                              f'(default {lfw_parts.TARGET_FOLDERS[0]})')
     parser.add_argument('--max-epochs', type=positive_int, default=45, help='train for at most this many epochs')
-    parser.add_argument('--max-steps', type=positive_int, default=10 ** 9, help='train for at most this many steps')
+    parser.add_argument('--max-steps', type=positive_int,
+                        help='train for at most this many steps (default: as many as --max-epochs allows)')
     parser.add_argument('--batch-size', type=positive_int, default=16, help='images per training step')
     parser.add_argument('--lr', type=positive_float, default=1e-3,
                         help='initial learning rate of Adam, decaying linearly to 1/100 of it at the last step')
@@ -495,7 +504,8 @@ def parse_args(argv=None):
     parser.add_argument('--checkpoint', default=None,
                         help="checkpoint prefix or folder to test (default: the task's best checkpoint)")
     parser.add_argument('--input', help='infer: a depth PNG or a folder of them')
-    parser.add_argument('--output', help='infer: folder for the neutralised images; export: folder for the model')
+    parser.add_argument('--output', help='infer: new folder for the neutralised images (and previews/); '
+                                         'export: new folder for the frozen graphs, SavedModel and model.json')
     parser.add_argument('--resize', action='store_true',
                         help='infer: resample images that are not 128 x 128 (depth values kept; results are '
                              'meaningful only for images that follow the convention in README)')
@@ -520,7 +530,8 @@ def parse_args(argv=None):
     parser.add_argument('--flip', action=argparse.BooleanOptionalAction, default=True,
                         help='mirror a random half of each training batch left-right')
     parser.add_argument('--threshold-mm', type=float, default=10.0,
-                        help='outputs below this height count as background in the thresholded row')
+                        help='outputs below this height (mm) count as background: in the thresholded row of '
+                             'the grids, in recognition and in the images infer writes')
     architecture = parser.add_argument_group(
         'architecture', 'default: the checkpoint\'s own when testing or resuming, else '
         + ', '.join(f'{key}={value}' for key, value in ARCHITECTURE_DEFAULTS.items()))
