@@ -103,3 +103,16 @@ def test_a_tiny_network_overfits_a_handful_of_pairs():
             session.run(network.train_op, feed)
         last = session.run(network.loss, {network.inputs: inputs, network.targets: targets})
     assert last < first / 10, (first, last)
+
+
+def test_calibrating_batch_norm_makes_test_mode_agree_with_batch_statistics():
+    graph, network = build(dict(TINY, residual=False))   # a fresh residual gate would hide the network
+    batch = np.random.default_rng(2).random((4, 128, 128, 1), np.float32)
+    with graph.as_default(), tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        with_batch_statistics = session.run(network.output, {network.inputs: batch, network.is_training: True})
+        assert not np.allclose(session.run(network.output, {network.inputs: batch}), with_batch_statistics,
+                               atol=1e-3)
+        network.calibrate_batch_norm(session, [batch] * 60)
+        np.testing.assert_allclose(session.run(network.output, {network.inputs: batch}), with_batch_statistics,
+                                   atol=1e-3)
