@@ -111,8 +111,10 @@ def test_calibrating_batch_norm_makes_test_mode_agree_with_batch_statistics():
     with graph.as_default(), tf.compat.v1.Session() as session:
         session.run(tf.compat.v1.global_variables_initializer())
         with_batch_statistics = session.run(network.output, {network.inputs: batch, network.is_training: True})
-        assert not np.allclose(session.run(network.output, {network.inputs: batch}), with_batch_statistics,
-                               atol=1e-3)
-        network.calibrate_batch_norm(session, [batch] * 60)
-        np.testing.assert_allclose(session.run(network.output, {network.inputs: batch}), with_batch_statistics,
-                                   atol=1e-3)
+        # 1 % of the output's range: what remains is the unbiased (stored) vs biased (used) batch variance
+        # in the 4 x 4 bottleneck layers
+        tolerance = 0.01 * np.abs(with_batch_statistics).max()
+        before = np.abs(session.run(network.output, {network.inputs: batch}) - with_batch_statistics).max()
+        network.calibrate_batch_norm(session, [batch] * 200)   # 0.9 ** 200: the initial averages are gone
+        after = np.abs(session.run(network.output, {network.inputs: batch}) - with_batch_statistics).max()
+    assert before > 10 * tolerance and after < tolerance, (before, after, tolerance)
