@@ -1,0 +1,98 @@
+"""bench.py: the FLOP count against a hand count, and a tiny end-to-end run producing every JSON field.
+
+No test asserts a speed: machines are noisy, and speed lives in the benchmark.
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+import bench
+from convworking import ARCHITECTURE_DEFAULTS
+
+
+def hand_count(height, width, channels_in, convolutions):
+    """Multiply-adds of 'SAME' convolutions (kernel, stride, channels out) then a 2x2 pool, module by module."""
+    total = 0
+    for kernel, stride, channels in convolutions:
+        if kernel is None:                                  # a 2x2 max pool: no multiply-adds, halves the size
+            height, width = height // 2, width // 2
+            continue
+        height, width = height // stride, width // stride
+        total += height * width * channels * kernel * kernel * channels_in
+        channels_in = channels
+    return total
+
+
+def test_flop_count_of_a_tiny_network_matches_a_hand_count():
+    architecture = dict(ARCHITECTURE_DEFAULTS, channels=8, kernel_size=3, modules=2)
+    # 128x128x1 -> C3,8,s2: 64x64x8, 9 taps of 1 channel; C3,8,s1: 64x64x8, 9 taps of 8; pool -> 32x32
+    #           -> C3,8,s2: 16x16x8, 9 taps of 8;     C3,8,s1: 16x16x8, 9 taps of 8; pool -> 8x8
+    by_hand = 64 * 64 * 8 * 9 * 1 + 64 * 64 * 8 * 9 * 8 + 16 * 16 * 8 * 9 * 8 + 16 * 16 * 8 * 9 * 8
+    assert by_hand == 2_949_120
+    assert hand_count(128, 128, 1, [(3, 2, 8), (3, 1, 8), (None, 0, 0)] * 2) == by_hand
+    flops = bench.network_flops(architecture)
+    assert flops['encoder_multiply_adds'] == by_hand
+    assert flops['forward'] == 2 * 2 * by_hand          # decoder mirrors the encoder; 1 multiply-add = 2 FLOPs
+    assert flops['train'] == 3 * flops['forward']
+
+
+def test_flop_count_of_the_default_network_is_the_issues_3_8_gflop():
+    flops = bench.network_flops(ARCHITECTURE_DEFAULTS)
+    by_hand = hand_count(128, 128, 1, [(7, 2, 64), (7, 1, 64), (None, 0, 0)] * 3)
+    assert flops['encoder_multiply_adds'] == by_hand == 944_111_616
+    assert flops['forward'] == pytest.approx(3.78e9, rel=1e-3)
+
+
+def test_ratios_pair_windows_of_the_same_round_and_the_program_pays_its_periodic_block():
+    def window(round_, seconds):
+        return {'round': round_, 'seconds': seconds, 'images': 16}
+    windows = {'float32': {'program': [window(0, 1.0), window(1, 2.0)], 'bare': [window(0, 0.5), window(1, 4.0)]}}
+    finals = {'float32': {'program': {'periodic_per_step_s': 0.25, 'peak_rss_mb': 100.0}}}
+    flops = {'forward': 2e9, 'train': 6e9}
+    report = bench.assemble(windows, finals, {'steps': 2}, 'float32', flops, {'bfloat16': 'not asked'}, {})
+    assert report['train_program_steady_img_s'] == pytest.approx((16 + 8) / 2)
+    # each window pays its 2 steps' share of the periodic block: 2 x 0.25 s
+    assert report['spread']['train_program_img_s'] == pytest.approx([16 / 2.5, 16 / 1.5])
+    # round 0: 16 / 32, round 1: 8 / 4; the ratio of the medians (12 / 18) would hide the machine's drift
+    assert report['ratios']['program_steady_over_bare'] == pytest.approx((0.5 + 2.0) / 2)
+    assert report['gflops_bare'] == pytest.approx(report['train_bare_img_s'] * 6)
+    assert report['train_bare_img_s_bf16'] is None and report['null_because']['train_bare_img_s_bf16'] == 'not asked'
+
+
+def test_tiny_benchmark_writes_every_field(tiny_data, tmp_path):
+    out = tmp_path / 'bench.json'
+    finished = subprocess.run([sys.executable, f'{REPO}/bench.py', '--tiny', '--data', tiny_data, '--out', str(out)],
+                              capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report['default_precision'] in bench.PRECISIONS
+    measured = report['settings']['precisions']
+    assert report['default_precision'] in measured
+    keys = [*bench.REQUIRED_KEYS, *bench.MEASURED_KEYS,
+            *(key + bench.SUFFIX[precision] for key in bench.MEASURED_KEYS for precision in bench.PRECISIONS)]
+    for key in keys:
+        assert key in report, key
+    for key, value in report.items():
+        if value is None:     # null only where a measurement was not made, with the reason
+            assert report['null_because'].get(key, 'not measured') != 'not measured', key
+    torch_present = 'torch' not in report['skipped']
+    for key in keys:
+        precision = next((p for p in bench.PRECISIONS if key.endswith(bench.SUFFIX[p])), report['default_precision'])
+        if precision in measured and (torch_present or 'torch' not in key):
+            assert report[key] is not None and report[key] > 0, key
+    assert report['gflop_per_train_image'] == pytest.approx(3 * bench.network_flops(report['settings'][
+        'architecture'])['forward'] / 1e9)
+    assert report['failures'] == {}
+    assert {'date', 'machine', 'versions', 'spread', 'ratios', 'settings'} <= set(report)
+    # The peers are the same network: the same number of weights and moving statistics, kernels tied.
+    details = report['details']
+    suffix = bench.SUFFIX[report['default_precision']]
+    assert details['keras' + suffix]['parameters'] == details['graph' + suffix]['parameters']
+    assert details['keras' + suffix]['kernel_variables'] == 2 * report['settings']['architecture']['modules']
+    if torch_present:
+        assert details['torch' + suffix]['parameters'] == details['graph' + suffix]['parameters']
+    assert '| training, batch 4: program' in finished.stdout and 'program / bare graph' in finished.stdout
