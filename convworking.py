@@ -38,6 +38,7 @@ def import_tensorflow_quietly():
 tf = import_tensorflow_quietly()
 import numpy as np
 
+import evaluation
 import inference
 import lfw_parts
 from conv2d import Conv2d
@@ -376,7 +377,9 @@ def resume_or_start(args, session, network, checkpoints, directory, architecture
 def training_options(args):
     keys = ('data', 'targets', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed', 'loss', 'loss_region',
             'flip', 'bfloat16')
-    return {key: getattr(args, key) for key in keys}
+    options = {key: getattr(args, key) for key in keys}
+    options['data'] = evaluation.recorded_path(args.data)
+    return options
 
 
 def validate(args, session, network, checkpoints, valid_set, examples, writer, step):

@@ -36,6 +36,19 @@ EXPRESSION_ORDER = ('NE', 'HA', 'SA', 'SU', 'FE', 'AN', 'DI', 'MX')
 BASELINE_NAMES = ('identity', 'mean_face', 'linear')
 
 _NAME_PATTERN = re.compile(r'(\d{4})_([A-Z]{2})(\d{2})')
+# Results files record paths relative to this folder (the repository): committed results then name no
+# machine's folders, and still point at the right checkpoint and data in any clone.
+_REPOSITORY = os.path.dirname(os.path.abspath(__file__))
+
+
+def recorded_path(path):
+    """A path as results files (test_metrics.json, options.json, model.json) record it."""
+    return os.path.relpath(os.path.abspath(path), _REPOSITORY)
+
+
+def resolve_recorded_path(path):
+    """The absolute path a recorded one names (older files recorded absolute paths; they pass unchanged)."""
+    return os.path.normpath(os.path.join(_REPOSITORY, path))
 
 
 # ---------------------------------------------------------------------------------------------------

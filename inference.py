@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
+import evaluation
 from depth_dataset import DataError, IMAGE_SIZE
 from depth_png import (FULL_SCALE_MM, MM_PER_UNIT, DepthImageError, mm_to_network, network_to_mm,
                        read_depth_png, write_depth_png)
@@ -374,7 +375,7 @@ def rmse_on_test_split(checkpoint, results_dir):
             metrics = json.load(file)
     except (OSError, ValueError):
         return None
-    same = os.path.abspath(str(metrics.get('checkpoint'))) == os.path.abspath(checkpoint)
+    same = evaluation.resolve_recorded_path(str(metrics.get('checkpoint'))) == os.path.abspath(checkpoint)
     return metrics.get('rmse_mm') if same else None
 
 
@@ -530,7 +531,7 @@ def export_model(session, network, checkpoint, args):
                                        'blobs N x 1 x 128 x 128 (NCHW); in TensorFlow this graph takes one '
                                        'image at a time'),
         },
-        'checkpoint': os.path.abspath(checkpoint),
+        'checkpoint': evaluation.recorded_path(checkpoint),
         'step': int(step),
         'valid_rmse_mm': float(valid_rmse) if np.isfinite(valid_rmse) else None,
         'test_rmse_mm': rmse_on_test_split(checkpoint, args.results_dir),

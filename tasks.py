@@ -58,7 +58,8 @@ class RemovalTask:
         outputs_mm = network_to_mm(outputs[..., 0])
         model = evaluation.summarise(evaluation.per_image_metrics(outputs_mm, targets_mm), test_set.names)
         metrics = {key: value for key, value in model.items() if key != 'n'}
-        metrics.update(n_images=model['n'], checkpoint=checkpoint, data=args.data,
+        metrics.update(n_images=model['n'], checkpoint=evaluation.recorded_path(checkpoint),
+                       data=evaluation.recorded_path(args.data),
                        ms_ssim_filter_size=evaluation.MS_SSIM_FILTER_SIZE)
         metrics.update(self._baselines(args, inputs_mm, targets_mm, test_set.names))
         metrics['recognition'] = self._recognition(test_set.names, inputs_mm, targets_mm,
@@ -159,7 +160,8 @@ class SegmentationTask:
             # what predicting background everywhere would score: the floor any model must clear
             'all_background_accuracy': percent(1 - float(np.mean(test_set.targets >= 0.5))),
             'units': 'percent; IoU over all test pixels pooled; output >= 0.5 is face',
-            'n_images': len(test_set), 'checkpoint': checkpoint, 'data': args.data, 'targets': args.targets,
+            'n_images': len(test_set), 'checkpoint': evaluation.recorded_path(checkpoint),
+            'data': evaluation.recorded_path(args.data), 'targets': args.targets,
             'split': dict(lfw_parts.split_sizes(args.data, args.targets),
                           rule='sorted file names: train first 70 %, valid next 15 % (both rounded down), '
                                'test the rest'),

@@ -1,5 +1,6 @@
 """Tests of evaluation.py on small arrays made here (no network, no data set)."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -265,3 +266,14 @@ def test_write_report_notes_skipped_recognition(tmp_path):
     text = (tmp_path / 'report.md').read_text()
     assert 'Recognition skipped: no neutral gallery images' in text
     assert (tmp_path / 'report.png').exists()
+
+
+def test_recorded_paths_are_relative_to_the_repository_and_resolve_back(tmp_path):
+    repository = os.path.dirname(os.path.abspath(evaluation.__file__))
+    inside = os.path.join(repository, 'checkpoints', 'remove', 'best-6000')
+    assert evaluation.recorded_path(inside) == os.path.join('checkpoints', 'remove', 'best-6000')
+    outside = str(tmp_path / 'run' / 'best-10')
+    assert not os.path.isabs(evaluation.recorded_path(outside))
+    for path in (inside, outside):
+        assert evaluation.resolve_recorded_path(evaluation.recorded_path(path)) == path
+    assert evaluation.resolve_recorded_path(outside) == outside     # files written before kept absolute paths

@@ -232,7 +232,7 @@ def test_export_writes_the_files_and_model_json(checkpoint, exported):
     assert info['input']['shape'] == [None, 128, 128, 1] == info['output']['shape']
     assert info['scale']['full_scale_mm'] == 127.5
     assert info['scale']['png_mm_per_unit'] == {'16-bit': 0.1, '8-bit': 0.5}
-    assert info['checkpoint'] == os.path.abspath(checkpoint[0])
+    assert inference.evaluation.resolve_recorded_path(info['checkpoint']) == os.path.abspath(checkpoint[0])
     assert info['step'] == int(checkpoint[0].rsplit('-', 1)[1])
     assert info['valid_rmse_mm'] == pytest.approx(tf.train.load_variable(checkpoint[0], 'best_valid_score'))
     assert info['test_rmse_mm'] == 4.25
