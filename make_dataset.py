@@ -30,7 +30,7 @@ from rasterise import rasterise_depth
 GENERATOR_VERSION = "1.0"
 REPOSITORY = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = REPOSITORY / "data128_128"
-DEFAULT_FACE_MODEL = REPOSITORY.parent / "shared" / "facemodel" / "ict_face_model_light.npz"
+DEFAULT_FACE_MODEL = REPOSITORY / "facemodel" / "ict_face_model_light.npz"
 
 # The convention, version 1.
 IMAGE_SIZE = 128
@@ -398,8 +398,8 @@ def parse_arguments(argv):
                         help="write the dataset into FOLDER (default: data128_128 next to this script)")
     parser.add_argument("--face-model", type=Path, default=DEFAULT_FACE_MODEL, metavar="PATH",
                         help="read the face model from PATH: the compact .npz, or the FaceXModel folder of a "
-                             "clone of the ICT-FaceKit repository (default: ../shared/facemodel/"
-                             "ict_face_model_light.npz, relative to this script's folder)")
+                             "clone of the ICT-FaceKit repository (default: facemodel/ict_face_model_light.npz, "
+                             "the copy this repository carries)")
     parser.add_argument("--train-subjects", type=count(1, 9999), default=80, metavar="N",
                         help="make N training subjects (default: 80)")
     parser.add_argument("--valid-subjects", type=count(0, 9999), default=20, metavar="N",

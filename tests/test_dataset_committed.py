@@ -12,7 +12,6 @@ from depth_png import read_depth_png
 from face_model import load_face_model
 
 DATA = Path(__file__).resolve().parents[1] / "data128_128"
-SHARED_MODEL = Path(__file__).resolve().parents[2] / "shared" / "facemodel" / "ict_face_model_light.npz"
 NAME = re.compile(r"(\d{4})_(NE|HA|SA|SU|FE|AN|DI|MX)(\d\d)\.png")
 
 
@@ -107,9 +106,8 @@ def test_targets_are_the_subjects_neutral_face(names):
             assert contents == {(DATA / "inputs" / split / f"{subject}_NE00.png").read_bytes()}
 
 
-@pytest.mark.skipif(not SHARED_MODEL.exists(), reason=f"the shared face model is not at {SHARED_MODEL}")
 def test_first_subject_of_each_split_re_renders_from_dataset_json(description, tmp_path):
-    model = load_face_model(SHARED_MODEL)
+    model = load_face_model(make_dataset.DEFAULT_FACE_MODEL)
     subjects = make_dataset.subjects_from_description(description)
     for split in make_dataset.SPLITS:
         subject = next(subject for subject in subjects if subject.split == split)

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import make_dataset
 from face_model import FaceModelError, FolderTopology, load_face_model
 from fake_face_model import dome_face_arrays, write_fake_npz
 
-SHARED_MODEL = Path(__file__).resolve().parents[2] / "shared" / "facemodel" / "ict_face_model_light.npz"
 
 # A FaceXModel folder in miniature. Source vertices 0-4 form the group "face" (polygon 0, a pentagon),
 # 5-6 a group the model drops (polygon 1), 7-9 the group "teeth" (polygons 2-3; polygon 2 also uses face
@@ -166,9 +166,8 @@ def test_kept_polygon_using_a_dropped_vertex_is_a_one_line_error(face_x_folder):
     assert_one_line_error_naming(error, folder / "generic_neutral_mesh.obj")
 
 
-@pytest.mark.skipif(not SHARED_MODEL.exists(), reason=f"the shared face model is not at {SHARED_MODEL}")
-def test_the_shared_model_loads_with_the_documented_shapes():
-    model = load_face_model(SHARED_MODEL)
+def test_the_repository_model_loads_with_the_documented_shapes():
+    model = load_face_model(make_dataset.DEFAULT_FACE_MODEL)
     assert model.neutral.shape == (22752, 3)
     assert model.identity_modes.shape == (100, 22752, 3)
     assert model.expression_modes.shape == (53, 22752, 3)

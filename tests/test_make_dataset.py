@@ -13,9 +13,6 @@ import fake_face_model
 from fake_face_model import write_fake_npz
 
 SCRIPT = Path(make_dataset.__file__)
-SHARED_MODEL = Path(__file__).resolve().parents[2] / "shared" / "facemodel" / "ict_face_model_light.npz"
-needs_shared_model = pytest.mark.skipif(not SHARED_MODEL.exists(),
-                                        reason=f"the shared face model is not at {SHARED_MODEL}")
 TINY_COUNTS = ["--train-subjects", "2", "--valid-subjects", "1", "--test-subjects", "1",
                "--mixtures-per-subject", "1"]
 
@@ -34,10 +31,9 @@ def folder_contents(folder):
 # ---------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real_model():
-    return load_face_model(SHARED_MODEL)
+    return load_face_model(make_dataset.DEFAULT_FACE_MODEL)
 
 
-@needs_shared_model
 @pytest.mark.parametrize("identity_seed", [None, 1, 2, 3])
 def test_neutral_nose_tip_lands_at_the_image_centre_120_mm_above_the_back_plane(real_model, identity_seed):
     identity = np.zeros(100) if identity_seed is None else np.random.default_rng(identity_seed).standard_normal(100)
@@ -50,7 +46,6 @@ def test_neutral_nose_tip_lands_at_the_image_centre_120_mm_above_the_back_plane(
     assert depth.max() < 125.0  # nothing stands far in front of the nose tip
 
 
-@needs_shared_model
 def test_neutral_input_equals_its_target_exactly(real_model, tmp_path):
     options = make_dataset.parse_arguments(["--train-subjects", "1", "--valid-subjects", "0", "--test-subjects",
                                             "0", "--mixtures-per-subject", "0"])
@@ -63,7 +58,6 @@ def test_neutral_input_equals_its_target_exactly(real_model, tmp_path):
     assert neutral_input.read_bytes() != (tmp_path / "inputs" / "train" / "0000_HA04.png").read_bytes()
 
 
-@needs_shared_model
 def test_jaw_open_changes_the_face_mostly_below_the_nose(real_model):
     neutral = real_model.neutral_face_mm(np.random.default_rng(5).standard_normal(100))
     nose_tip = neutral[real_model.nose_tip]
