@@ -39,6 +39,7 @@ tf = import_tensorflow_quietly()
 import numpy as np
 
 import evaluation
+import generated_data
 import inference
 import lfw_parts
 from conv2d import Conv2d
@@ -48,12 +49,13 @@ from max_pool_2d import MaxPool2d
 from plotting import save_results_grid
 from progress import ProgressLine
 from tasks import TASKS
+from training_curve import HISTORY_FILE, plot_training_curve, read_history, write_history
 
 PROGRAM = 'convworking.py'
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARCHITECTURE_DEFAULTS = {
     'task': 'remove',
-    'kernel_size': 7,
+    'kernel_size': 5,
     'channels': 64,
     'modules': 3,
     'skip_links': 'all',
@@ -262,7 +264,8 @@ class Checkpoints:
 def remove_checkpoints(directory):
     """--restart: forget the task's previous run (checkpoints and options), as the user asked."""
     for name in os.listdir(directory):
-        if name.startswith(('latest-', 'best-')) or name in (BEST_STATE_FILE, LATEST_STATE_FILE, OPTIONS_FILE):
+        if name.startswith(('latest-', 'best-')) or name in (BEST_STATE_FILE, LATEST_STATE_FILE, OPTIONS_FILE,
+                                                               HISTORY_FILE):
             os.remove(os.path.join(directory, name))
 
 
@@ -307,15 +310,16 @@ def train(args):
     directory, saved_options = prepare_checkpoint_dir(args)
     architecture = resolve_architecture(args, saved_options)
     task = TASKS[architecture['task']]
-    train_set, valid_set = task.load(args, 'train'), task.load(args, 'valid')
+    train_set, valid_set = task.load_training(args), task.load(args, 'valid')
     steps_per_epoch = train_set.steps_per_epoch(args.batch_size)
-    max_steps = min(args.max_steps or np.inf, args.max_epochs * steps_per_epoch)
+    max_steps = min(args.max_steps or np.inf, (args.max_epochs or np.inf) * steps_per_epoch)
 
     tf.compat.v1.reset_default_graph()
     tf.compat.v1.set_random_seed(args.seed)
     if args.bfloat16 is None:
         args.bfloat16 = cpu_supports_bfloat16()
     network = Network(architecture, args.lr, max_steps, args.loss, args.loss_region, args.bfloat16)
+    clock = TrainingClock()
     checkpoints = Checkpoints(directory, network)
     os.makedirs(args.results_dir, exist_ok=True)
     writer = tf.compat.v1.summary.FileWriter(os.path.join(args.results_dir, 'logs'))
@@ -324,6 +328,8 @@ def train(args):
         session.run(tf.compat.v1.global_variables_initializer())
         resume_or_start(args, session, network, checkpoints, directory, architecture)
         step = session.run(network.global_step)
+        clock.start(session)
+        history = read_history(directory, up_to_step=step)
         print(f"{PROGRAM}: {describe(network.layers)}; {len(train_set)} training and {len(valid_set)} "
               f"validation pairs; steps {step} -> {max_steps} ({steps_per_epoch} per epoch)")
         examples = grid_examples(valid_set)
@@ -345,8 +351,11 @@ def train(args):
                 network.calibrate_batch_norm(session, (
                     train_set.training_batch(step + i, args.batch_size, args.seed, args.flip)[0]
                     for i in range(CALIBRATION_BATCHES)))
-                validate(args, session, network, checkpoints, valid_set, examples, writer, step)
+                score = validate(args, session, network, checkpoints, valid_set, examples, writer, step)
+                history.append({'step': int(step), 'minutes': round(clock.seconds() / 60, 3), 'score': float(score)})
+                record_training_curve(args, directory, history, task)
             if step % args.save_every == 0 or step == max_steps:
+                clock.store(session)
                 last_good = checkpoints.save_latest(session, step)
         writer.close()
         elapsed = time.time() - started
@@ -375,8 +384,8 @@ def resume_or_start(args, session, network, checkpoints, directory, architecture
 
 
 def training_options(args):
-    keys = ('data', 'targets', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed', 'loss', 'loss_region',
-            'flip', 'bfloat16')
+    keys = ('data', 'targets', 'generated_subjects', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed',
+            'loss', 'loss_region', 'flip', 'bfloat16')
     options = {key: getattr(args, key) for key in keys}
     options['data'] = evaluation.recorded_path(args.data)
     return options
@@ -397,6 +406,33 @@ def validate(args, session, network, checkpoints, valid_set, examples, writer, s
         save_results_grid(path, valid_set.inputs[examples], valid_set.targets[examples], outputs[examples],
                           task.thresholded(outputs[examples], args), f'step {step}, {task.format_score(score)}')
         writer.add_summary(image_summary('valid/grid', path), step)
+    return score
+
+
+def record_training_curve(args, directory, history, task):
+    """Keep the validation history beside the checkpoints and redraw results/training_curve.png."""
+    write_history(directory, history, task.score_name)
+    plot_training_curve(history, os.path.join(args.results_dir, 'training_curve.png'), task.score_name,
+                        f"{task.name}: {task.score_name} during training ({evaluation.recorded_path(directory)})")
+
+
+class TrainingClock:
+    """Training wall time, kept in the checkpoints so that a resumed run's curve continues where it stopped."""
+
+    def __init__(self):
+        self.variable = tf.compat.v1.get_variable('training_seconds', [], tf.float64, trainable=False,
+                                                  initializer=tf.zeros_initializer())
+        self.value = tf.compat.v1.placeholder(tf.float64, [])
+        self.assign = self.variable.assign(self.value)
+
+    def start(self, session):
+        self.before, self.started = session.run(self.variable), time.time()
+
+    def seconds(self):
+        return self.before + time.time() - self.started
+
+    def store(self, session):
+        session.run(self.assign, {self.value: self.seconds()})
 
 
 # ------------------------------------------------------------------------------------------ test and use
@@ -458,6 +494,13 @@ def positive_int(text):
     return value
 
 
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, not {text}")
+    return value
+
+
 def positive_float(text):
     value = float(text)
     if not value > 0 or not np.isfinite(value):
@@ -484,6 +527,12 @@ class OneLineErrorParser(argparse.ArgumentParser):
 # Each task's data and results by default. LFW Part Labels is research data kept outside the repository.
 DEFAULT_DATA = {'remove': os.path.join(HERE, 'data128_128'),
                 'segment': os.path.normpath(os.path.join(HERE, '..', 'shared', 'lfw_part_labels', 'data128_128'))}
+# How long a default run trains. remove: the steps that reach the shipped model's score on this CPU (see
+# results/experiments.md); segment: the epochs of the reproduction.
+DEFAULT_LENGTH = {'remove': {'max_steps': 32000, 'max_epochs': None},
+                  'segment': {'max_steps': None, 'max_epochs': 45}}
+DEFAULT_GENERATED_SUBJECTS = 640
+DEFAULT_GALLERY_SUBJECTS = 300
 DEFAULT_RESULTS = {'remove': os.path.join(HERE, 'results'), 'segment': os.path.join(HERE, 'results', 'segment')}
 
 
@@ -505,9 +554,25 @@ def parse_args(argv=None):
     parser.add_argument('--targets', choices=lfw_parts.TARGET_FOLDERS, default=None,
                         help='segment: the masks, face only (the original\'s default) or face and hair '
                              f'(default {lfw_parts.TARGET_FOLDERS[0]})')
-    parser.add_argument('--max-epochs', type=positive_int, default=45, help='train for at most this many epochs')
+    parser.add_argument('--max-epochs', type=positive_int,
+                        help=f"train for at most this many epochs (default: {DEFAULT_LENGTH['remove']['max_epochs']} "
+                             f"for remove, {DEFAULT_LENGTH['segment']['max_epochs']} for segment)")
     parser.add_argument('--max-steps', type=positive_int,
-                        help='train for at most this many steps (default: as many as --max-epochs allows)')
+                        help=f"train for at most this many steps (default: {DEFAULT_LENGTH['remove']['max_steps']} "
+                             f"for remove, {DEFAULT_LENGTH['segment']['max_steps']} for segment: as many as "
+                             "--max-epochs allows)")
+    parser.add_argument('--generated-subjects', type=non_negative_int,
+                        help='remove: train on this many generated identities besides the committed training '
+                             'split; made by make_dataset.py from the repository\'s face model (seed '
+                             f'{generated_data.TRAINING_SEED}, {generated_data.TRAINING_MIXTURES} mixtures each) on '
+                             'first use and cached in --generated-dir; 0 = the committed training split only, the '
+                             f'original protocol (default: {DEFAULT_GENERATED_SUBJECTS})')
+    parser.add_argument('--gallery-subjects', type=non_negative_int, default=DEFAULT_GALLERY_SUBJECTS,
+                        help='remove, test: also measure recognition on a gallery of this many generated '
+                             f'identities no training sees (seed {generated_data.GALLERY_SEED}), cached in '
+                             '--generated-dir; 0 = skip')
+    parser.add_argument('--generated-dir', default=generated_data.DEFAULT_FOLDER,
+                        help='folder caching the generated identities (not part of the repository)')
     parser.add_argument('--batch-size', type=positive_int, default=16, help='images per training step')
     parser.add_argument('--lr', type=positive_float, default=1e-3,
                         help='initial learning rate of Adam, decaying linearly to 1/100 of it at the last step')
@@ -528,10 +593,10 @@ def parse_args(argv=None):
                              'meaningful only for images that follow the convention in README)')
     parser.add_argument('--restart', action='store_true',
                         help="train from scratch, deleting the task's previous checkpoints")
-    parser.add_argument('--validate-every', type=positive_int, default=250, help='validate every N steps')
-    parser.add_argument('--plot-every', type=positive_int, default=1000,
+    parser.add_argument('--validate-every', type=positive_int, default=1000, help='validate every N steps')
+    parser.add_argument('--plot-every', type=positive_int, default=5000,
                         help='save a results grid every N steps (at a validation step)')
-    parser.add_argument('--save-every', type=positive_int, default=250, help='save the latest checkpoint every N steps')
+    parser.add_argument('--save-every', type=positive_int, default=1000, help='save the latest checkpoint every N steps')
     parser.add_argument('--summary-every', type=positive_int, default=50,
                         help='write training scalars for TensorBoard every N steps')
     parser.add_argument('--loss', choices=['mse', 'rmse', 'bce'],
@@ -581,8 +646,15 @@ def parse_args(argv=None):
             parser.error("--residual does not fit --task segment (its output is a probability, not a correction)")
         args.residual = False     # so that options.json says what the network does
         args.targets = args.targets or lfw_parts.TARGET_FOLDERS[0]
+        if args.generated_subjects:
+            parser.error("--generated-subjects does not fit --task segment (its data are photographs)")
     elif args.targets is not None:
         parser.error(f"--targets does not fit --task {args.task} (it chooses the masks of --task segment)")
+    if args.generated_subjects is None:
+        args.generated_subjects = DEFAULT_GENERATED_SUBJECTS if args.task == 'remove' else 0
+    for key, default in DEFAULT_LENGTH[args.task].items():  # both are limits: the run stops at the first
+        if getattr(args, key) is None:
+            setattr(args, key, default)
     args.data = args.data or DEFAULT_DATA[args.task]
     args.results_dir = args.results_dir or DEFAULT_RESULTS[args.task]
     for option, value, allowed in (('--loss', args.loss, task.losses),
@@ -599,7 +671,7 @@ def main(argv=None):
     tf.compat.v1.disable_eager_execution()
     try:
         {'train': train, 'test': test, 'infer': infer, 'export': export}[args.mode](args)
-    except (UsageError, DataError, DepthImageError) as error:
+    except (UsageError, DataError, DepthImageError, generated_data.GenerationError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -55,6 +55,13 @@ class Dataset:
         as_batch = lambda images: mm_to_network(np.stack(images))[..., np.newaxis]
         return cls(names, as_batch(inputs), as_batch(targets), bits)
 
+    @classmethod
+    def joined(cls, datasets):
+        """One dataset holding the pairs of several, in order (e.g. committed and generated training subjects)."""
+        return cls([name for dataset in datasets for name in dataset.names],
+                   np.concatenate([dataset.inputs for dataset in datasets]),
+                   np.concatenate([dataset.targets for dataset in datasets]))
+
     def __len__(self):
         return len(self.names)
 

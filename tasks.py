@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 import evaluation
+import generated_data
 import lfw_parts
 from depth_dataset import DataError, Dataset
 from depth_png import mm_to_network, network_to_mm
@@ -25,6 +26,14 @@ class RemovalTask:
     @staticmethod
     def load(args, split):
         return Dataset.load(args.data, split)
+
+    def load_training(self, args):
+        """The committed training split, joined by --generated-subjects generated identities (made if not cached)."""
+        committed = self.load(args, 'train')
+        if not args.generated_subjects:
+            return committed
+        folder = generated_data.ensure_training_identities(args.generated_dir, args.generated_subjects)
+        return Dataset.joined([committed, Dataset.load(folder, 'train')])
 
     @staticmethod
     def output(tf, logits, inputs, architecture):
@@ -131,6 +140,9 @@ class SegmentationTask:
     @staticmethod
     def load(args, split):
         return lfw_parts.load(args.data, split, args.targets)
+
+    def load_training(self, args):
+        return self.load(args, 'train')
 
     @staticmethod
     def output(tf, logits, inputs, architecture):

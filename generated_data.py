@@ -1,0 +1,62 @@
+"""Generated identities beyond the committed data: extra training subjects and a recognition gallery.
+
+The committed data128_128/ (seed 0) is the benchmark protocol; its valid and test splits never change. Quality
+comes from many identities, so training adds subjects that make_dataset.py renders from the face model the
+repository carries, drawn from another seed, and test mode measures recognition on a gallery of yet another
+seed that no training run sees. Both are deterministic (the same numbers give the same files) and cached in
+an ignored folder (`generated/` by default): made on first use, reused after.
+"""
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_FOLDER = os.path.join(HERE, 'generated')
+# Seed 0 drew the committed data128_128; each kind of generated data has its own seed, so their identities are
+# independent draws from the face model's identity distribution (and, with probability 1, all distinct).
+TRAINING_SEED = 1
+GALLERY_SEED = 2
+# Random mixtures are the hardest (and most realistic) inputs: training subjects get twice the protocol's six.
+TRAINING_MIXTURES = 12
+# Gallery subjects get the protocol's expressions and two mixtures; recognition probes a subset of them.
+GALLERY_MIXTURES = 2
+
+
+class GenerationError(RuntimeError):
+    """make_dataset.py failed (its own one-line error is passed on)."""
+
+
+def training_folder(root, subjects):
+    return os.path.join(root, f'train_seed{TRAINING_SEED}_{subjects}subjects_{TRAINING_MIXTURES}mixtures')
+
+
+def gallery_folder(root, subjects):
+    return os.path.join(root, f'gallery_seed{GALLERY_SEED}_{subjects}subjects_{GALLERY_MIXTURES}mixtures')
+
+
+def ensure_training_identities(root, subjects):
+    """The folder of `subjects` generated training subjects (split `train`), rendering it if not cached."""
+    return _ensure(training_folder(root, subjects), subjects, TRAINING_MIXTURES, TRAINING_SEED,
+                   'generated training identities')
+
+
+def ensure_gallery(root, subjects):
+    """The folder of the recognition gallery's `subjects` subjects (split `train`), rendering it if not cached."""
+    return _ensure(gallery_folder(root, subjects), subjects, GALLERY_MIXTURES, GALLERY_SEED,
+                   'recognition gallery')
+
+
+def _ensure(folder, subjects, mixtures, seed, what):
+    # make_dataset.py moves a finished dataset into place as its last step, so dataset.json marks a complete one.
+    if os.path.exists(os.path.join(folder, 'dataset.json')):
+        return folder
+    print(f"rendering the {what} ({subjects} subjects) into {folder}; made once, reused after", flush=True)
+    # A separate process: make_dataset.py renders with a process pool, which must not fork TensorFlow.
+    command = [sys.executable, os.path.join(HERE, 'make_dataset.py'), '--output', folder, '--seed', str(seed),
+               '--train-subjects', str(subjects), '--valid-subjects', '0', '--test-subjects', '0',
+               '--mixtures-per-subject', str(mixtures)]
+    result = subprocess.run(command, stderr=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or [f'exit status {result.returncode}']
+        raise GenerationError(f"rendering the {what} failed: {lines[-1]}")
+    return folder

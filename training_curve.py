@@ -1,0 +1,66 @@
+"""Time to quality: every validation's score with the step and the training wall time it was reached at.
+
+The history lives beside the checkpoints (`valid_history.json`), so a resumed run continues its curve; the
+wall time is the training's own (kept in the checkpoints, so the minutes a run spent stopped do not count).
+Each validation redraws `training_curve.png`: the score against minutes and against steps.
+"""
+import json
+import os
+
+HISTORY_FILE = 'valid_history.json'
+
+
+def read_history(checkpoint_dir, up_to_step=None):
+    """[{step, minutes, score}] of the run in checkpoint_dir, without entries past `up_to_step` (a resumed run
+    repeats those steps)."""
+    path = os.path.join(checkpoint_dir, HISTORY_FILE)
+    try:
+        with open(path) as file:
+            history = json.load(file)['validations']
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # a damaged curve costs only the plot's past points, never the training
+    return [entry for entry in history if up_to_step is None or entry['step'] <= up_to_step]
+
+
+def write_history(checkpoint_dir, history, score_name):
+    path = os.path.join(checkpoint_dir, HISTORY_FILE)
+    temporary = path + '.tmp'
+    with open(temporary, 'w') as file:
+        json.dump({'score': score_name, 'minutes': 'training wall time, summed over resumed runs',
+                   'validations': history}, file, indent=1)
+    os.replace(temporary, path)
+
+
+def first_reaching(history, score):
+    """The first entry whose score is at or below `score`, or None."""
+    return next((entry for entry in history if entry['score'] <= score), None)
+
+
+def plot_training_curve(history, path, score_name, title):
+    """Score against training minutes (left) and steps (right), the best so far marked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4))
+    FigureCanvasAgg(figure)
+    by_time, by_step = figure.subplots(1, 2, sharey=True)
+    scores = [entry['score'] for entry in history]
+    best = min(range(len(history)), key=scores.__getitem__) if history else None
+    for axis, key, label in ((by_time, 'minutes', 'training wall time (min)'), (by_step, 'step', 'step')):
+        values = [entry[key] for entry in history]
+        axis.plot(values, scores, marker='.', color='tab:blue')
+        if best is not None:
+            axis.plot(values[best], scores[best], marker='o', color='tab:red',
+                      label=f"best {scores[best]:.3f} at step {history[best]['step']}, "
+                            f"{history[best]['minutes']:.0f} min")
+            axis.legend(fontsize=8)
+        axis.set_xlabel(label)
+        axis.grid(alpha=0.3)
+    by_time.set_ylabel(score_name)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    temporary = path + '.tmp.png'
+    figure.savefig(temporary, dpi=90)
+    os.replace(temporary, path)
