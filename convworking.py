@@ -456,12 +456,13 @@ def restore_for_inference(args):
 
 def test(args):
     task = TASKS[args.task]
-    test_set = task.load(args, 'test')
+    test_set, gallery = task.load(args, 'test'), task.load_gallery(args)
     session, network, prefix = restore_for_inference(args)
     with session:
         outputs = network.predict(session, test_set.batches(args.batch_size))
+        gallery_outputs = None if gallery is None else network.predict(session, gallery.batches(args.batch_size))
     os.makedirs(args.results_dir, exist_ok=True)
-    metrics = task.evaluate(args, test_set, outputs, prefix)
+    metrics = task.evaluate(args, test_set, outputs, prefix, gallery, gallery_outputs)
     examples = grid_examples(test_set, 4 * 12)
     for number, start in enumerate(range(0, len(examples), 12), 1):
         chosen = examples[start:start + 12]

@@ -43,8 +43,9 @@ class Dataset:
         self.bits = bits
 
     @classmethod
-    def load(cls, data_dir, split):
-        names = pair_names(data_dir, split)
+    def load(cls, data_dir, split, select=None):
+        """The split's pairs; with `select`, only those whose file name it accepts."""
+        names = [name for name in pair_names(data_dir, split) if select is None or select(name)]
         inputs, targets, bits = [], [], []
         for name in names:
             input_mm, input_bits = read_depth_png(os.path.join(data_dir, 'inputs', split, name), IMAGE_SIZE)

@@ -27,6 +27,18 @@ class RemovalTask:
     def load(args, split):
         return Dataset.load(args.data, split)
 
+    # Recognition probes of each gallery subject: the six prototypes at full intensity and two random mixtures
+    # (the realistic case). With its neutral face, 9 of the subject's 27 renders: model and distances stay fast.
+    GALLERY_PROBES = ('HA04', 'SA04', 'SU04', 'FE04', 'AN04', 'DI04', 'MX01', 'MX02')
+
+    def load_gallery(self, args):
+        """The recognition gallery of generated identities (neutral faces and probes), or None without one."""
+        if not args.gallery_subjects:
+            return None
+        folder = generated_data.ensure_gallery(args.generated_dir, args.gallery_subjects)
+        chosen = {f'{code_level}.png' for code_level in ('NE00',) + self.GALLERY_PROBES}
+        return Dataset.load(folder, 'train', select=lambda name: name[5:] in chosen)
+
     def load_training(self, args):
         """The committed training split, joined by --generated-subjects generated identities (made if not cached)."""
         committed = self.load(args, 'train')
@@ -61,8 +73,9 @@ class RemovalTask:
         """Outputs with the background (below --threshold-mm) set to 0: a clean face silhouette."""
         return thresholded(outputs, mm_to_network(args.threshold_mm))
 
-    def evaluate(self, args, test_set, outputs, checkpoint):
-        """test_metrics.json: the model beside the baselines, per expression and level, and recognition."""
+    def evaluate(self, args, test_set, outputs, checkpoint, gallery=None, gallery_outputs=None):
+        """test_metrics.json: the model beside the baselines, per expression and level, and recognition (on the
+        test split, and on the generated gallery when there is one)."""
         inputs_mm, targets_mm = (network_to_mm(test_set.inputs[..., 0]), network_to_mm(test_set.targets[..., 0]))
         outputs_mm = network_to_mm(outputs[..., 0])
         model = evaluation.summarise(evaluation.per_image_metrics(outputs_mm, targets_mm), test_set.names)
@@ -73,6 +86,8 @@ class RemovalTask:
         metrics.update(self._baselines(args, inputs_mm, targets_mm, test_set.names))
         metrics['recognition'] = self._recognition(test_set.names, inputs_mm, targets_mm,
                                                    network_to_mm(self.thresholded(outputs, args)[..., 0]))
+        if gallery is not None:
+            metrics['recognition_gallery'] = self._gallery_recognition(args, gallery, gallery_outputs)
         evaluation.write_report(metrics, args.results_dir, evaluation.mean_abs_error_map(outputs_mm, targets_mm))
         return metrics
 
@@ -118,6 +133,20 @@ class RemovalTask:
                 'neutralised': {key: result['neutralised'][key] for key in ('rank1', 'eer')},
                 'distance': result['raw']['distance'], 'n_gallery': len(gallery_ids), 'n_probes': len(probes)}
 
+    def _gallery_recognition(self, args, gallery, outputs):
+        """Recognition on the generated gallery, and the RMSE per expression of its probes (unseen identities)."""
+        inputs_mm, targets_mm = network_to_mm(gallery.inputs[..., 0]), network_to_mm(gallery.targets[..., 0])
+        block = self._recognition(gallery.names, inputs_mm, targets_mm,
+                                  network_to_mm(self.thresholded(outputs, args)[..., 0]))
+        rmse = {method: evaluation.summarise({'rmse_mm': evaluation.per_image_face_rmse(images, targets_mm)},
+                                             gallery.names)['per_expression']
+                for method, images in (('model', network_to_mm(outputs[..., 0])), ('identity', inputs_mm))}
+        block.update(subjects=args.gallery_subjects, seed=generated_data.GALLERY_SEED,
+                     probes=f"per subject: {', '.join(self.GALLERY_PROBES)}; gallery: the NE00 targets",
+                     rmse_mm_per_expression={method: {code: group['rmse_mm'] for code, group in groups.items()}
+                                             for method, groups in rmse.items()})
+        return block
+
     @staticmethod
     def print_metrics(metrics):
         evaluation.print_table(metrics)
@@ -145,6 +174,10 @@ class SegmentationTask:
         return self.load(args, 'train')
 
     @staticmethod
+    def load_gallery(args):
+        return None  # recognition is the depth task's
+
+    @staticmethod
     def output(tf, logits, inputs, architecture):
         return tf.sigmoid(logits)
 
@@ -160,7 +193,7 @@ class SegmentationTask:
         """The predicted mask: probability >= 0.5 is face, as in the original's figure."""
         return (outputs >= self.THRESHOLD).astype(np.float32)
 
-    def evaluate(self, args, test_set, outputs, checkpoint):
+    def evaluate(self, args, test_set, outputs, checkpoint, gallery=None, gallery_outputs=None):
         """test_metrics.json: per-pixel accuracy and mean IoU of the two classes, in percent."""
         iou_background, iou_face = evaluation.iou_per_class(outputs, test_set.targets, self.THRESHOLD)
         percent = lambda fraction: 100 * fraction

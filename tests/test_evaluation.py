@@ -203,7 +203,21 @@ def test_face_distance_is_rms_over_the_union_of_masks():
     b[0, 0, 1:3] = 13  # one shared pixel, one only in b
     expected = np.sqrt((10 ** 2 + 3 ** 2 + 13 ** 2) / 3)
     assert evaluation.face_distances(a, b)[0, 0] == pytest.approx(expected)
-    assert evaluation.face_distances(a, b, memory_budget_bytes=1)[0, 0] == pytest.approx(expected)
+
+
+def test_face_distances_match_a_direct_numpy_recomputation():
+    rng = np.random.default_rng(0)
+    faces = rng.uniform(50, 120, (7, 6, 6)) * (rng.random((7, 6, 6)) < 0.7)
+    faces[0] = 0  # an empty image
+    faces[1, 0, 0] = -3  # below the background: outside the face, like 0
+    gallery, probes = faces[:3], faces[3:]
+    expected = np.empty((4, 3))
+    for p, probe in enumerate(probes):
+        for g, face in enumerate(gallery):
+            union = (probe > 0) | (face > 0)
+            difference = np.where(probe > 0, probe, 0) - np.where(face > 0, face, 0)
+            expected[p, g] = np.sqrt((difference[union] ** 2).sum() / max(union.sum(), 1))
+    np.testing.assert_allclose(evaluation.face_distances(gallery, probes), expected, rtol=1e-9, atol=1e-9)
 
 
 def test_equal_error_rate_interpolates_the_crossing():
