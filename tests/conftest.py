@@ -13,6 +13,9 @@ from depth_png import write_depth_png  # noqa: E402
 
 # A network small enough to train in seconds on 2 cores.
 TINY_NETWORK = ['--channels', '8', '--kernel-size', '3', '--batch-size', '4']
+# Tests never render the default 640 generated training identities or the 300-face recognition gallery (minutes,
+# in the repository's cache): a test that wants generated identities asks for a few, in a folder of its own.
+NO_GENERATED = ['--generated-subjects', '0', '--gallery-subjects', '0']
 
 
 def synthetic_pair(rng, name_index):
@@ -46,6 +49,7 @@ def tiny_data(tmp_path_factory):
 
 
 def run_program(*args, timeout=600):
-    """Run convworking.py with the arguments; returns the finished process (text stdout/stderr)."""
-    return subprocess.run([sys.executable, os.path.join(REPO, 'convworking.py'), *map(str, args)],
+    """Run convworking.py with the arguments (after NO_GENERATED, which they may override); returns the finished
+    process (text stdout/stderr)."""
+    return subprocess.run([sys.executable, os.path.join(REPO, 'convworking.py'), *NO_GENERATED, *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_NETWORK, run_program, write_synthetic_data
+from conftest import NO_GENERATED, REPO, TINY_NETWORK, run_program, write_synthetic_data
 import evaluation
 
 
@@ -93,7 +93,7 @@ def wait_for(condition, timeout):
 def test_a_killed_run_resumes_at_its_last_saved_step(tiny_data, tmp_path):
     checkpoints, results = tmp_path / 'checkpoints', tmp_path / 'results'
     command = [sys.executable, os.path.join(REPO, 'convworking.py'), '--mode', 'train', '--data', tiny_data,
-               '--checkpoint-dir', str(checkpoints), '--results-dir', str(results), *TINY_NETWORK,
+               '--checkpoint-dir', str(checkpoints), '--results-dir', str(results), *TINY_NETWORK, *NO_GENERATED,
                '--max-steps', '100000', '--save-every', '5', '--validate-every', '5']
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = checkpoints / 'remove' / 'checkpoint'

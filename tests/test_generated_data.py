@@ -1,0 +1,139 @@
+"""Generated identities: disjoint from the benchmark's splits, deterministic, and trained on end to end.
+
+Every test renders into its own temporary folder, never the repository's generated/ cache.
+"""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, TINY_NETWORK, run_program
+import convworking
+import generated_data
+import make_dataset
+from depth_dataset import Dataset
+from tasks import TASKS
+
+COMMITTED = Path(REPO) / 'data128_128'
+
+
+def folder_contents(folder):
+    """{relative path: bytes} of every file under folder."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(Path(folder).rglob('*'))
+            if path.is_file()}
+
+
+@pytest.fixture(scope='module')
+def two_generated(tmp_path_factory):
+    """Two generated training subjects, rendered once for this module: (cache root, folder)."""
+    root = tmp_path_factory.mktemp('generated')
+    return root, generated_data.ensure_training_identities(str(root), 2)
+
+
+def test_generated_identities_are_deterministic(two_generated, tmp_path):
+    _, folder = two_generated
+    again = generated_data.ensure_training_identities(str(tmp_path), 2)
+    assert folder_contents(folder) == folder_contents(again)
+    per_subject = 1 + 6 * 4 + generated_data.TRAINING_MIXTURES
+    assert len(os.listdir(os.path.join(folder, 'inputs', 'train'))) == 2 * per_subject
+
+
+def test_a_cached_folder_is_reused_not_rendered_again(two_generated):
+    root, folder = two_generated
+    stamp = os.path.getmtime(os.path.join(folder, 'dataset.json'))
+    assert generated_data.ensure_training_identities(str(root), 2) == folder
+    assert os.path.getmtime(os.path.join(folder, 'dataset.json')) == stamp
+
+
+def test_generated_identities_are_disjoint_from_the_committed_subjects(two_generated, tmp_path):
+    _, folder = two_generated
+    gallery = generated_data.ensure_gallery(str(tmp_path), 2)
+    committed = json.loads((COMMITTED / 'dataset.json').read_text())['splits']
+    committed_weights = np.array([subject['identity_weights'] for split in make_dataset.SPLITS
+                                  for subject in committed[split]])
+    for generated in (folder, gallery):
+        weights = np.array([subject['identity_weights'] for subject in
+                            json.loads(Path(generated, 'dataset.json').read_text())['splits']['train']])
+        # Every generated identity is far from every committed one (identity weights are N(0, 1) in 100 dims).
+        distances = np.linalg.norm(weights[:, np.newaxis] - committed_weights[np.newaxis], axis=2)
+        assert distances.min() > 1.0
+    assert json.loads(Path(folder, 'dataset.json').read_text())['seed'] == generated_data.TRAINING_SEED
+    assert json.loads(Path(gallery, 'dataset.json').read_text())['seed'] == generated_data.GALLERY_SEED
+
+
+def test_zero_generated_subjects_is_the_committed_training_split_only(tiny_data, tmp_path):
+    args = convworking.parse_args(['--mode', 'train', '--data', tiny_data, '--generated-subjects', '0',
+                                   '--generated-dir', str(tmp_path / 'cache')])
+    training = TASKS['remove'].load_training(args)
+    committed = Dataset.load(tiny_data, 'train')
+    assert training.names == committed.names
+    np.testing.assert_array_equal(training.inputs, committed.inputs)
+    np.testing.assert_array_equal(training.targets, committed.targets)
+    assert not (tmp_path / 'cache').exists()  # nothing was rendered
+
+
+def test_generated_subjects_join_the_committed_training_split(tiny_data, two_generated):
+    root, folder = two_generated
+    args = convworking.parse_args(['--mode', 'train', '--data', tiny_data, '--generated-subjects', '2',
+                                   '--generated-dir', str(root)])
+    training = TASKS['remove'].load_training(args)
+    committed, generated = Dataset.load(tiny_data, 'train'), Dataset.load(folder, 'train')
+    assert len(training) == len(committed) + len(generated)
+    np.testing.assert_array_equal(training.inputs[len(committed):], generated.inputs)
+    np.testing.assert_array_equal(training.targets[:len(committed)], committed.targets)
+
+
+def test_default_training_uses_640_generated_subjects_and_the_segment_task_none():
+    assert convworking.parse_args(['--mode', 'train']).generated_subjects == 640
+    assert convworking.parse_args(['--mode', 'train', '--task', 'segment']).generated_subjects == 0
+
+
+def test_a_tiny_training_with_generated_subjects_runs_end_to_end(tiny_data, two_generated, tmp_path):
+    root, _ = two_generated
+    checkpoints, results = tmp_path / 'checkpoints', tmp_path / 'results'
+    finished = run_program('--mode', 'train', '--data', tiny_data, '--generated-subjects', 2, '--generated-dir', root,
+                           '--checkpoint-dir', checkpoints, '--results-dir', results, *TINY_NETWORK,
+                           '--max-steps', 8, '--validate-every', 4)
+    assert finished.returncode == 0, finished.stderr
+    training_pairs = len(Dataset.load(tiny_data, 'train')) + 2 * (25 + generated_data.TRAINING_MIXTURES)
+    assert f'{training_pairs} training' in finished.stdout
+    options = json.loads((checkpoints / 'remove' / 'options.json').read_text())
+    assert options['training']['generated_subjects'] == 2
+    history = json.loads((checkpoints / 'remove' / 'valid_history.json').read_text())['validations']
+    assert [entry['step'] for entry in history] == [4, 8]
+    assert history[0]['minutes'] < history[1]['minutes']
+    assert (results / 'training_curve.png').exists()
+
+
+def test_test_mode_measures_recognition_on_the_generated_gallery(tiny_data, tmp_path):
+    checkpoints, results = tmp_path / 'checkpoints', tmp_path / 'results'
+    trained = run_program('--mode', 'train', '--data', tiny_data, '--checkpoint-dir', checkpoints,
+                          '--results-dir', results, *TINY_NETWORK, '--max-steps', 2, '--validate-every', 2)
+    assert trained.returncode == 0, trained.stderr
+    tested = run_program('--mode', 'test', '--data', tiny_data, '--checkpoint-dir', checkpoints,
+                         '--results-dir', results, '--gallery-subjects', 3, '--generated-dir', tmp_path / 'cache')
+    assert tested.returncode == 0, tested.stderr
+    gallery = json.loads((results / 'test_metrics.json').read_text())['recognition_gallery']
+    probes = len(TASKS['remove'].GALLERY_PROBES)
+    assert (gallery['n_gallery'], gallery['n_probes'], gallery['subjects']) == (3, 3 * probes, 3)
+    assert 0 <= gallery['raw']['rank1'] <= 1 and 0 <= gallery['neutralised']['eer'] <= 1
+    assert set(gallery['rmse_mm_per_expression']['identity']) == {'NE', 'HA', 'SA', 'SU', 'FE', 'AN', 'DI', 'MX'}
+    assert gallery['rmse_mm_per_expression']['identity']['NE'] == 0.0  # a neutral input is its own target
+    assert 'Recognition on 3 generated identities' in (results / 'report.md').read_text()
+
+
+def test_a_resumed_run_continues_its_training_curve(tiny_data, tmp_path):
+    checkpoints, results = tmp_path / 'checkpoints', tmp_path / 'results'
+    common = ['--mode', 'train', '--data', tiny_data, '--checkpoint-dir', checkpoints, '--results-dir', results,
+              *TINY_NETWORK, '--validate-every', 3, '--save-every', 6]
+    assert run_program(*common, '--max-steps', 6).returncode == 0
+    history_file = checkpoints / 'remove' / 'valid_history.json'
+    first = json.loads(history_file.read_text())['validations']
+    finished = run_program(*common, '--max-steps', 9)
+    assert finished.returncode == 0, finished.stderr
+    history = json.loads(history_file.read_text())['validations']
+    assert [entry['step'] for entry in history] == [3, 6, 9]
+    assert history[:2] == first
+    assert history[2]['minutes'] > history[1]['minutes']  # the clock went on from the stored training time
