@@ -30,7 +30,9 @@ def import_tensorflow_quietly():
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     with quiet_stderr():
         import tensorflow
-    tensorflow.get_logger().setLevel('ERROR')  # deprecation notes of the tf.compat.v1 API we use on purpose
+    # Deprecation notes of the tf.compat.v1 API we use on purpose, and errors this program reports itself in
+    # one line (e.g. tf.train.latest_checkpoint's about a checkpoint whose files are missing).
+    tensorflow.get_logger().setLevel('CRITICAL')
     return tensorflow
 
 
@@ -218,9 +220,13 @@ def checkpoint_prefix(path, state_files=(BEST_STATE_FILE, LATEST_STATE_FILE)):
     return path if os.path.exists(path + '.index') else None
 
 
-def first_line(error):
+def error_summary(error):
+    """The line of a TensorFlow error that says what went wrong: its last one, node reference and hints aside
+    (graph-mode errors start with "Graph execution error:" and a stack of the graph's construction)."""
     text = getattr(error, 'message', None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.strip().startswith(('[[', 'Hint:'))]
+    return lines[-1] if lines else type(error).__name__
 
 
 @contextlib.contextmanager
@@ -230,7 +236,7 @@ def reading_checkpoint(prefix):
         yield
     except tf.errors.OpError as error:
         raise DamagedCheckpoint(f"{prefix}: damaged checkpoint, cannot be read "
-                                f"({type(error).__name__}: {first_line(error)})") from None
+                                f"({type(error).__name__}: {error_summary(error)})") from None
 
 
 def restore_checkpoint(saver, session, prefix, variables):
@@ -711,7 +717,7 @@ def main(argv=None):
         print(f"{PROGRAM}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except tf.errors.OpError as error:  # the same, met by TensorFlow's own file writing (checkpoints, logs)
-        print(f"{PROGRAM}: error: {first_line(error)}", file=sys.stderr)
+        print(f"{PROGRAM}: error: {error_summary(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\n{PROGRAM}: interrupted; the latest saved checkpoint is kept", file=sys.stderr)

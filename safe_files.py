@@ -49,6 +49,10 @@ def atomic_path(path):
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as error:
+        remove_path(temporary)
+        # Writers given a file object (matplotlib, json) raise without a file name: name the file meant.
+        raise OSError(error.errno, error.strerror or str(error), path) from None
     except BaseException:
         remove_path(temporary)
         raise
