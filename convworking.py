@@ -283,7 +283,9 @@ class Checkpoints:
         return tf.train.latest_checkpoint(self.directory, latest_filename=BEST_STATE_FILE)
 
     def save_latest(self, session, step):
-        return self._save(self.latest, session, 'latest', step, LATEST_STATE_FILE)
+        prefix = self._save(self.latest, session, 'latest', step, LATEST_STATE_FILE)
+        self._remove_unkept_latest()
+        return prefix
 
     def save_best(self, session, step):
         return self._save(self.best, session, 'best', step, BEST_STATE_FILE)
@@ -299,16 +301,16 @@ class Checkpoints:
         except BaseException:
             remove_temporaries(self.directory)  # a full disk leaves a large half-written .tempstate
             raise
-        self._remove_unkept(saver, name)
         return prefix
 
-    def _remove_unkept(self, saver, name):
-        """Remove the `name`-* checkpoints the saver does not keep: those of earlier, interrupted runs
-        (the saver rotates only its own), so that resuming many times does not fill the disk."""
-        kept = {os.path.basename(prefix) for prefix in saver.last_checkpoints}
+    def _remove_unkept_latest(self):
+        """Remove the latest-* checkpoints the saver does not keep: those of earlier, interrupted runs (the
+        saver rotates only its own), so that resuming many times does not fill the disk. The best-* are
+        left alone: a best this run did not adopt (the shipped model) is not this run's to remove."""
+        kept = {os.path.basename(prefix) for prefix in self.latest.last_checkpoints}
         for file_name in os.listdir(self.directory):
             match = CHECKPOINT_FILE.fullmatch(file_name)
-            if match and match['name'] == name and f"{name}-{match['step']}" not in kept:
+            if match and match['name'] == 'latest' and f"latest-{match['step']}" not in kept:
                 remove_path(os.path.join(self.directory, file_name))
 
 
@@ -393,8 +395,7 @@ def train(args):
         print(f"{PROGRAM}: {describe(network.layers)}; {len(train_set)} training and {len(valid_set)} "
               f"validation pairs; steps {step} -> {max_steps} ({steps_per_epoch} per epoch)")
         examples = grid_examples(valid_set)
-        # A batch larger than the data set holds the whole set, not batch_size images.
-        images_per_step = min(args.batch_size, len(train_set))
+        images_per_step = train_set.images_per_step(args.batch_size)  # the speed shown counts real images
         progress = ProgressLine(step, max_steps, images_per_step)
         started, step_start, last_good = time.time(), step, checkpoints.latest_prefix()
         while step < max_steps:

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import TINY_NETWORK, assert_one_line_error, run_program
 import safe_files
+from depth_dataset import Dataset
 from depth_png import DepthImageError, read_depth_png, write_depth_png
 
 
@@ -215,6 +216,24 @@ def test_training_removes_what_interrupted_writes_left_and_keeps_two_latest(tiny
     assert not set(litter) & set(os.listdir(folder))
 
 
+def test_training_from_a_best_without_latest_never_removes_that_best(tiny_data, tmp_path):
+    """The shipped model's case: a better run adds its own best and leaves the shipped one in place."""
+    checkpoints = tmp_path / 'checkpoints'
+    # A "shipped" model thrown off by one step of a huge learning rate (3.7 mm), so that the new run does better.
+    shipped = train_tiny(tiny_data, checkpoints, '--max-steps', 1, '--validate-every', 1, '--lr', 0.05)
+    assert shipped.returncode == 0, shipped.stderr
+    folder = checkpoints / 'remove'
+    for name in os.listdir(folder):
+        if name.startswith('latest-') or name == 'checkpoint':
+            os.remove(folder / name)
+    shipped_files = {name: (folder / name).read_bytes() for name in os.listdir(folder) if name.startswith('best-')}
+    finished = train_tiny(tiny_data, checkpoints, '--max-steps', 10, '--seed', 1)
+    assert finished.returncode == 0, finished.stderr
+    assert 'is kept unless this run does better' in finished.stdout and '(best so far, saved)' in finished.stdout
+    assert {name: (folder / name).read_bytes() for name in shipped_files} == shipped_files
+    assert 'best-1"' not in (folder / 'best_checkpoint').read_text()
+
+
 # ------------------------------------------------------------------------------ 5., 6. what a PNG is
 
 def png_claiming(width, height, bits=8, colour_type=0):
@@ -320,3 +339,10 @@ def test_a_checkpoint_of_another_task_names_the_task_to_give(tiny_data, checkpoi
     finished = run_program('--mode', 'test', '--data', tiny_data, '--checkpoint', checkpoints / 'remove',
                            '--results-dir', tmp_path)
     assert_one_line_error(finished, 'holds a --task segment checkpoint; give --task segment')
+
+
+def test_a_batch_larger_than_the_data_set_counts_the_images_it_holds():
+    images = np.zeros((5, 128, 128, 1), np.float32)
+    dataset = Dataset([f'{index}.png' for index in range(5)], images, images)
+    inputs, _, _ = dataset.training_batch(0, 16, seed=0)
+    assert dataset.images_per_step(16) == len(inputs) == 5 and dataset.images_per_step(4) == 4
