@@ -10,10 +10,15 @@ tf.compat.v1: placeholders, sessions, savers, checkpoints.
                                                         # checkpoints in checkpoints/segment/, results/segment/
 """
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
 import time
+
+from safe_files import (FolderError, locked_folder, quiet_stderr, remove_path, remove_temporaries,
+                        write_strict_json)
 
 
 def import_tensorflow_quietly():
@@ -23,15 +28,11 @@ def import_tensorflow_quietly():
     import, ignoring TF_CPP_MIN_LOG_LEVEL; they would bury the one-line errors this program promises.
     """
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    saved = os.dup(2)
-    with open(os.devnull, 'w') as devnull:
-        os.dup2(devnull.fileno(), 2)
-        try:
-            import tensorflow
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-    tensorflow.get_logger().setLevel('ERROR')  # deprecation notes of the tf.compat.v1 API we use on purpose
+    with quiet_stderr():
+        import tensorflow
+    # Deprecation notes of the tf.compat.v1 API we use on purpose, and errors this program reports itself in
+    # one line (e.g. tf.train.latest_checkpoint's about a checkpoint whose files are missing).
+    tensorflow.get_logger().setLevel('CRITICAL')
     return tensorflow
 
 
@@ -73,6 +74,10 @@ LATEST_STATE_FILE = 'checkpoint'       # Saver's default state file, for the lat
 
 class UsageError(ValueError):
     """A problem the user can fix (an option, a file, a folder): reported as one line, exit status 2."""
+
+
+class DamagedCheckpoint(UsageError):
+    """A checkpoint whose files are missing, truncated or corrupted."""
 
 
 # ----------------------------------------------------------------------------------------------- network
@@ -186,13 +191,6 @@ def read_options(checkpoint_dir):
         raise UsageError(f"{path}: unreadable ({error})")
 
 
-def write_json_atomically(path, data):
-    temporary = path + '.tmp'
-    with open(temporary, 'w') as file:
-        json.dump(data, file, indent=2)
-    os.replace(temporary, path)
-
-
 def resolve_architecture(args, saved_options):
     """Architecture = what the user gave, else what the checkpoint was trained with, else the defaults.
 
@@ -203,6 +201,9 @@ def resolve_architecture(args, saved_options):
     architecture = {}
     for key, default in ARCHITECTURE_DEFAULTS.items():
         given = getattr(args, key)
+        if key == 'task' and not args.task_given and saved.get(key, given) != given:
+            raise UsageError(f"{args.checkpoint_source} holds a --task {saved[key]} checkpoint; give --task "
+                             f"{saved[key]} to use it")
         if given is not None and key in saved and given != saved[key]:
             raise UsageError(f"--{key.replace('_', '-')} {given} contradicts the checkpoint in "
                              f"{args.checkpoint_source}, trained with {saved[key]}")
@@ -219,6 +220,37 @@ def checkpoint_prefix(path, state_files=(BEST_STATE_FILE, LATEST_STATE_FILE)):
                 return prefix
         return None
     return path if os.path.exists(path + '.index') else None
+
+
+def error_summary(error):
+    """The line of a TensorFlow error that says what went wrong: its last one, node reference and hints aside
+    (graph-mode errors start with "Graph execution error:" and a stack of the graph's construction)."""
+    text = getattr(error, 'message', None) or str(error)
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.strip().startswith(('[[', 'Hint:'))]
+    return lines[-1] if lines else type(error).__name__
+
+
+@contextlib.contextmanager
+def reading_checkpoint(prefix):
+    """TensorFlow's errors on a missing, truncated or corrupted checkpoint file become a DamagedCheckpoint."""
+    try:
+        yield
+    except tf.errors.OpError as error:
+        raise DamagedCheckpoint(f"{prefix}: damaged checkpoint, cannot be read "
+                                f"({type(error).__name__}: {error_summary(error)})") from None
+
+
+def restore_checkpoint(saver, session, prefix, variables):
+    with reading_checkpoint(prefix):
+        check_checkpoint_fits(prefix, variables)
+        saver.restore(session, prefix)
+
+
+def load_checkpoint_value(prefix, variable):
+    """The value of one variable in a checkpoint (e.g. its best validation score)."""
+    with reading_checkpoint(prefix):
+        return tf.train.load_variable(prefix, variable.op.name)
 
 
 def check_checkpoint_fits(prefix, variables):
@@ -253,12 +285,45 @@ class Checkpoints:
         return tf.train.latest_checkpoint(self.directory, latest_filename=BEST_STATE_FILE)
 
     def save_latest(self, session, step):
-        return self.latest.save(session, os.path.join(self.directory, 'latest'), step,
-                                latest_filename=LATEST_STATE_FILE, write_meta_graph=False)
+        prefix = self._save(self.latest, session, 'latest', step, LATEST_STATE_FILE)
+        self._remove_unkept_latest()
+        return prefix
 
     def save_best(self, session, step):
-        return self.best.save(session, os.path.join(self.directory, 'best'), step,
-                              latest_filename=BEST_STATE_FILE, write_meta_graph=False)
+        return self._save(self.best, session, 'best', step, BEST_STATE_FILE)
+
+    def adopt(self, saver, prefix):
+        """Let `saver` count a checkpoint of an earlier run as its own, so that it too is rotated out."""
+        saver.recover_last_checkpoints([prefix])
+
+    def _save(self, saver, session, name, step, state_file):
+        try:
+            prefix = saver.save(session, os.path.join(self.directory, name), step, latest_filename=state_file,
+                                write_meta_graph=False)
+        except BaseException:
+            remove_temporaries(self.directory)  # a full disk leaves a large half-written .tempstate
+            raise
+        return prefix
+
+    def _remove_unkept_latest(self):
+        """Remove the latest-* checkpoints the saver does not keep: those of earlier, interrupted runs (the
+        saver rotates only its own), so that resuming many times does not fill the disk. The best-* are
+        left alone: a best this run did not adopt (the shipped model) is not this run's to remove."""
+        kept = {os.path.basename(prefix) for prefix in self.latest.last_checkpoints}
+        for file_name in os.listdir(self.directory):
+            match = CHECKPOINT_FILE.fullmatch(file_name)
+            if match and match['name'] == 'latest' and f"latest-{match['step']}" not in kept:
+                remove_path(os.path.join(self.directory, file_name))
+
+
+CHECKPOINT_FILE = re.compile(r'(?P<name>latest|best)-(?P<step>\d+)\.(index|data-\d+-of-\d+|meta)')
+
+
+def saved_steps(directory, name):
+    """The steps of the folder's `name`-* checkpoints by their files, newest first (a damaged one included)."""
+    steps = {int(match['step']) for match in map(CHECKPOINT_FILE.fullmatch, os.listdir(directory))
+             if match and match['name'] == name}
+    return sorted(steps, reverse=True)
 
 
 def remove_checkpoints(directory):
@@ -287,13 +352,13 @@ def image_summary(tag, png_path):
 
 
 def prepare_checkpoint_dir(args):
-    """Create the task's checkpoint folder and return (folder, the options of a run to resume or {})."""
+    """The task's checkpoint folder and the options of a run to resume ({} if none, or with --restart).
+
+    Nothing is created or removed here: --restart deletes only once every check of the command has passed.
+    """
     directory = task_checkpoint_dir(args)
-    os.makedirs(directory, exist_ok=True)
-    if args.restart:
-        remove_checkpoints(directory)
     args.checkpoint_source = directory
-    return directory, read_options(directory)
+    return directory, {} if args.restart else read_options(directory)
 
 
 def cpu_supports_bfloat16():
@@ -324,7 +389,10 @@ def train(args):
     os.makedirs(args.results_dir, exist_ok=True)
     writer = tf.compat.v1.summary.FileWriter(os.path.join(args.results_dir, 'logs'))
 
-    with tf.compat.v1.Session() as session:
+    with locked_folder(directory, '--checkpoint-dir'), tf.compat.v1.Session() as session:
+        remove_temporaries(directory)
+        if args.restart:
+            remove_checkpoints(directory)
         session.run(tf.compat.v1.global_variables_initializer())
         resume_or_start(args, session, network, checkpoints, directory, architecture)
         step = session.run(network.global_step)
@@ -333,7 +401,8 @@ def train(args):
         print(f"{PROGRAM}: {describe(network.layers)}; {len(train_set)} training and {len(valid_set)} "
               f"validation pairs; steps {step} -> {max_steps} ({steps_per_epoch} per epoch)")
         examples = grid_examples(valid_set)
-        progress = ProgressLine(step, max_steps, args.batch_size)
+        images_per_step = train_set.images_per_step(args.batch_size)  # the speed shown counts real images
+        progress = ProgressLine(step, max_steps, images_per_step)
         started, step_start, last_good = time.time(), step, checkpoints.latest_prefix()
         while step < max_steps:
             inputs, targets, epoch = train_set.training_batch(step, args.batch_size, args.seed, args.flip)
@@ -361,26 +430,50 @@ def train(args):
         elapsed = time.time() - started
         best = session.run(network.best_valid_score)
         print(f"{PROGRAM}: trained steps {step_start}..{step} in {elapsed / 60:.1f} min "
-              f"({(step - step_start) * args.batch_size / max(elapsed, 1e-9):.1f} img/s); "
+              f"({(step - step_start) * images_per_step / max(elapsed, 1e-9):.1f} img/s); "
               f"best {task.format_score(best)}, saved as {checkpoints.best_prefix()}")
 
 
 def resume_or_start(args, session, network, checkpoints, directory, architecture):
-    latest = checkpoints.latest_prefix()
-    if latest:
-        check_checkpoint_fits(latest, tf.compat.v1.global_variables())
-        checkpoints.latest.restore(session, latest)
-        print(f"{PROGRAM}: resuming from {latest} (use --restart to start over)")
-    elif checkpoints.best_prefix():
+    best = checkpoints.best_prefix()
+    if restore_newest_readable_latest(session, checkpoints, directory):
+        if best:
+            # This run continues the one that saved it: rotate it out when a better one is saved. A best
+            # without a latest (the shipped model) is never removed by training.
+            checkpoints.adopt(checkpoints.best, best)
+    elif best:
         # A best model without a latest one (e.g. the shipped model): start afresh, but keep the best
         # score it set, so this run replaces it only by doing better on validation.
-        best = checkpoints.best_prefix()
-        check_checkpoint_fits(best, network.model_variables)
-        score = tf.train.load_variable(best, network.best_valid_score.op.name)
+        with reading_checkpoint(best):
+            check_checkpoint_fits(best, network.model_variables)
+        score = load_checkpoint_value(best, network.best_valid_score)
         session.run(network.best_valid_score.assign(score))
         print(f"{PROGRAM}: {best} ({network.task.format_score(score)}) is kept unless this run does better")
-    write_json_atomically(os.path.join(directory, OPTIONS_FILE),
+    write_strict_json(os.path.join(directory, OPTIONS_FILE),
                           {'architecture': architecture, 'training': training_options(args)})
+
+
+def restore_newest_readable_latest(session, checkpoints, directory):
+    """Resume from the newest latest-* checkpoint that can be read, saying which ones could not; False if none.
+
+    The files are searched, not only the state file: a state file naming a checkpoint whose .index is
+    missing would otherwise silently start the run again at step 0.
+    """
+    steps = saved_steps(directory, 'latest')
+    for step in steps:
+        prefix = os.path.join(directory, f'latest-{step}')
+        try:
+            restore_checkpoint(checkpoints.latest, session, prefix, tf.compat.v1.global_variables())
+        except DamagedCheckpoint as error:
+            print(f"{PROGRAM}: {error}; trying the one before", flush=True)
+            continue
+        checkpoints.adopt(checkpoints.latest, prefix)
+        print(f"{PROGRAM}: resuming from {prefix} (use --restart to start over)")
+        return True
+    if steps:
+        raise UsageError(f"{directory}: none of its {len(steps)} latest-* checkpoints can be read (see above); "
+                         "--restart starts over")
+    return False
 
 
 def training_options(args):
@@ -448,9 +541,8 @@ def restore_for_inference(args):
     tf.compat.v1.reset_default_graph()
     network = Network(architecture, bfloat16=bool(args.bfloat16))
     variables = network.model_variables
-    check_checkpoint_fits(prefix, variables)
     session = tf.compat.v1.Session()
-    tf.compat.v1.train.Saver(variables).restore(session, prefix)
+    restore_checkpoint(tf.compat.v1.train.Saver(variables), session, prefix, variables)
     return session, network, prefix
 
 
@@ -461,15 +553,15 @@ def test(args):
     with session:
         outputs = network.predict(session, test_set.batches(args.batch_size))
         gallery_outputs = None if gallery is None else network.predict(session, gallery.batches(args.batch_size))
-    os.makedirs(args.results_dir, exist_ok=True)
-    metrics = task.evaluate(args, test_set, outputs, prefix, gallery, gallery_outputs)
-    examples = grid_examples(test_set, 4 * 12)
-    for number, start in enumerate(range(0, len(examples), 12), 1):
-        chosen = examples[start:start + 12]
-        save_results_grid(os.path.join(args.results_dir, f'test_grid_{number}.png'),
-                          test_set.inputs[chosen], test_set.targets[chosen], outputs[chosen],
-                          task.thresholded(outputs[chosen], args), f'test split, {os.path.basename(prefix)}')
-    write_json_atomically(os.path.join(args.results_dir, 'test_metrics.json'), metrics)
+    with locked_folder(args.results_dir, '--results-dir'):
+        metrics = task.evaluate(args, test_set, outputs, prefix, gallery, gallery_outputs)
+        examples = grid_examples(test_set, 4 * 12)
+        for number, start in enumerate(range(0, len(examples), 12), 1):
+            chosen = examples[start:start + 12]
+            save_results_grid(os.path.join(args.results_dir, f'test_grid_{number}.png'),
+                              test_set.inputs[chosen], test_set.targets[chosen], outputs[chosen],
+                              task.thresholded(outputs[chosen], args), f'test split, {os.path.basename(prefix)}')
+        write_strict_json(os.path.join(args.results_dir, 'test_metrics.json'), metrics)
     task.print_metrics(metrics)
     print(f"{PROGRAM}: wrote test_metrics.json and test_grid_*.png in {args.results_dir}")
 
@@ -488,24 +580,35 @@ def export(args):
 
 # ------------------------------------------------------------------------------------------ command line
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text}")
-    return value
+# Step counts, epochs and seeds beyond this overflow TensorFlow's 32-bit arithmetic (or numpy's seeds).
+LARGEST_COUNT = 2 ** 31 - 1
 
 
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, not {text}")
-    return value
+def whole_number(low):
+    """An argparse type: a whole number from `low` to LARGEST_COUNT."""
+    def parse(text):
+        value = int(text)
+        if not low <= value <= LARGEST_COUNT:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {LARGEST_COUNT}, not {text}")
+        return value
+    parse.__name__ = f'whole number from {low}'  # argparse names the type in "invalid ... value"
+    return parse
+
+
+positive_int = whole_number(1)
 
 
 def positive_float(text):
     value = float(text)
     if not value > 0 or not np.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def finite_float(text):
+    value = float(text)
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
     return value
 
 
@@ -562,13 +665,13 @@ def parse_args(argv=None):
                         help=f"train for at most this many steps (default: {DEFAULT_LENGTH['remove']['max_steps']} "
                              f"for remove, {DEFAULT_LENGTH['segment']['max_steps']} for segment: as many as "
                              "--max-epochs allows)")
-    parser.add_argument('--generated-subjects', type=non_negative_int,
+    parser.add_argument('--generated-subjects', type=whole_number(0),
                         help='remove: train on this many generated identities besides the committed training '
                              'split; made by make_dataset.py from the repository\'s face model (seed '
                              f'{generated_data.TRAINING_SEED}, {generated_data.TRAINING_MIXTURES} mixtures each) on '
                              'first use and cached in --generated-dir; 0 = the committed training split only, the '
                              f'original protocol (default: {DEFAULT_GENERATED_SUBJECTS})')
-    parser.add_argument('--gallery-subjects', type=non_negative_int, default=DEFAULT_GALLERY_SUBJECTS,
+    parser.add_argument('--gallery-subjects', type=whole_number(0), default=DEFAULT_GALLERY_SUBJECTS,
                         help='remove, test: also measure recognition on a gallery of this many generated '
                              f'identities no training sees (seed {generated_data.GALLERY_SEED}), cached in '
                              '--generated-dir; 0 = skip')
@@ -577,7 +680,7 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=positive_int, default=16, help='images per training step')
     parser.add_argument('--lr', type=positive_float, default=1e-3,
                         help='initial learning rate of Adam, decaying linearly to 1/100 of it at the last step')
-    parser.add_argument('--seed', type=int, default=0, help='seed of weight initialisation and batch order')
+    parser.add_argument('--seed', type=whole_number(0), default=0, help='seed of weight initialisation and batch order')
     parser.add_argument('--checkpoint-dir', default=os.path.join(HERE, 'checkpoints'),
                         help='folder of checkpoints; each task keeps its own subfolder (e.g. checkpoints/remove)')
     parser.add_argument('--results-dir', default=None,
@@ -612,7 +715,7 @@ def parse_args(argv=None):
                              'compute in float32 unless this is given)')
     parser.add_argument('--flip', action=argparse.BooleanOptionalAction, default=True,
                         help='mirror a random half of each training batch left-right')
-    parser.add_argument('--threshold-mm', type=float, default=10.0,
+    parser.add_argument('--threshold-mm', type=finite_float, default=10.0,
                         help='outputs below this height (mm) count as background: in the thresholded row of '
                              'the grids, in recognition and in the images infer writes')
     architecture = parser.add_argument_group(
@@ -638,6 +741,7 @@ def parse_args(argv=None):
     for option, modes in (('input', ('infer',)), ('output', ('infer', 'export'))):
         if args.mode in modes and not getattr(args, option):
             parser.error(f"--mode {args.mode} needs --{option}")
+    args.task_given = args.task is not None
     args.task = args.task or ARCHITECTURE_DEFAULTS['task']
     task = TASKS[args.task]
     if args.task == 'segment':
@@ -672,8 +776,15 @@ def main(argv=None):
     tf.compat.v1.disable_eager_execution()
     try:
         {'train': train, 'test': test, 'infer': infer, 'export': export}[args.mode](args)
-    except (UsageError, DataError, DepthImageError, generated_data.GenerationError) as error:
+    except (UsageError, DataError, DepthImageError, FolderError, generated_data.GenerationError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # an unwritable folder, a path under a file, a full disk
+        where = f"{error.filename}: " if error.filename else ''
+        print(f"{PROGRAM}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
+    except tf.errors.OpError as error:  # the same, met by TensorFlow's own file writing (checkpoints, logs)
+        print(f"{PROGRAM}: error: {error_summary(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\n{PROGRAM}: interrupted; the latest saved checkpoint is kept", file=sys.stderr)

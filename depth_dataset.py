@@ -66,6 +66,10 @@ class Dataset:
     def __len__(self):
         return len(self.names)
 
+    def images_per_step(self, batch_size):
+        """Images a training step sees: batch_size, or the whole set when it holds fewer."""
+        return min(batch_size, len(self))
+
     def steps_per_epoch(self, batch_size):
         return max(1, len(self) // batch_size)
 

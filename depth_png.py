@@ -7,13 +7,22 @@ Both map to the same float scale for the network: 1.0 = FULL_SCALE_MM millimetre
 so that an 8-bit value v becomes exactly v / 255 and the neutral nose tip (about 120 mm) sits near 0.94.
 """
 import os
+import struct
 
 import cv2
 import numpy as np
 
+from safe_files import atomic_write, quiet_stderr
+
 FULL_SCALE_MM = 127.5
 MM_PER_UNIT = {16: 0.1, 8: 0.5}
 _DTYPE_BITS = {np.dtype(np.uint16): 16, np.dtype(np.uint8): 8}
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# Larger images are refused before decoding: a 150-byte PNG can claim 40000 x 40000 pixels (a decompression
+# bomb). 8192 x 8192 is far beyond any depth scan this program is meant for.
+MAX_PIXELS = 8192 * 8192
+# PNG colour type -> channels (a palette image has one index channel but colours, not heights)
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 'palette', 4: 2, 6: 4}
 
 
 class DepthImageError(ValueError):
@@ -26,17 +35,43 @@ def read_depth_png(path, size=None):
     Raises DepthImageError naming the file when it cannot be read, has colour channels, an unsupported
     bit depth, or (when size is given) is not size x size.
     """
-    raw = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
+    try:
+        with open(path, 'rb') as file:
+            encoded = file.read()
+    except OSError as error:
+        raise DepthImageError(f"{path}: not a readable image ({error.strerror})")
+    check_png_header(path, encoded)
+    with quiet_stderr():  # libpng prints its own line about a damaged file; ours follows
+        raw = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
     if raw is None:
-        raise DepthImageError(f"{path}: not a readable image")
-    if raw.ndim != 2:
-        raise DepthImageError(f"{path}: has {raw.shape[2]} channels, a depth image must have one")
-    bits = _DTYPE_BITS.get(raw.dtype)
-    if bits is None:
-        raise DepthImageError(f"{path}: pixel type {raw.dtype} is neither 8-bit nor 16-bit")
+        raise DepthImageError(f"{path}: not a readable image (damaged PNG data)")
+    bits = _DTYPE_BITS[raw.dtype]
     if size is not None and raw.shape != (size, size):
         raise DepthImageError(f"{path}: is {raw.shape[1]} x {raw.shape[0]} pixels, expected {size} x {size}")
     return raw.astype(np.float32) * np.float32(MM_PER_UNIT[bits]), bits
+
+
+def check_png_header(path, encoded):
+    """Refuse, from the signature and header alone, anything but a single-channel 8- or 16-bit PNG of sane size.
+
+    The file's name proves nothing (a JPEG renamed .png), and OpenCV silently widens a 1-, 2- or 4-bit PNG
+    to 8 bits, which would turn its grey levels into wrong heights.
+    """
+    # signature, IHDR chunk length and type, then width, height, bit depth, colour type
+    if len(encoded) < 26 or not encoded.startswith(PNG_SIGNATURE) or encoded[12:16] != b'IHDR':
+        raise DepthImageError(f"{path}: not a readable image (not a PNG file)")
+    width, height, bits, colour_type = struct.unpack('>IIBB', encoded[16:26])
+    channels = _PNG_CHANNELS.get(colour_type)
+    if channels == 'palette':
+        raise DepthImageError(f"{path}: is a palette (colour) PNG, a depth image must be greyscale")
+    if channels != 1:
+        raise DepthImageError(f"{path}: has {channels or 'an unknown number of'} channels, a depth image must "
+                              "have one")
+    if bits not in MM_PER_UNIT:
+        raise DepthImageError(f"{path}: is a {bits}-bit PNG, a depth image must be 8-bit or 16-bit")
+    if width * height > MAX_PIXELS or not width or not height:
+        raise DepthImageError(f"{path}: claims {width} x {height} pixels, beyond the {MAX_PIXELS} pixels "
+                              "this program reads")
 
 
 def depth_mm_to_units(height_mm, bits=16):
@@ -49,8 +84,11 @@ def depth_mm_to_units(height_mm, bits=16):
 def write_depth_png(path, height_mm, bits=16):
     """Write heights in mm as a single-channel PNG of the given bit depth (8 or 16)."""
     # Maximum compression: the committed dataset stays small and every re-commit costs its full size.
-    if not cv2.imwrite(os.fspath(path), depth_mm_to_units(height_mm, bits), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-        raise DepthImageError(f"{path}: could not be written")
+    encoded, png = cv2.imencode('.png', depth_mm_to_units(height_mm, bits), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not encoded:
+        raise DepthImageError(f"{path}: could not be encoded as PNG")
+    with atomic_write(path) as file:
+        file.write(png.tobytes())
 
 
 def mm_to_network(height_mm):

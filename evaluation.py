@@ -17,6 +17,7 @@ import re
 import numpy as np
 
 import depth_png
+from safe_files import atomic_write
 
 # 128 x 128 images halve four times under the 5 default MS-SSIM scales, down to 8 x 8, and TF asserts
 # that every scale is at least filter_size wide (filter_size 9 or 11 fails at run time).  7 is the
@@ -606,7 +607,8 @@ def _plot_report(metrics, mean_abs_error_map_mm, path):
     heat.set_title("model's mean absolute error per pixel")
     heat.set_axis_off()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with atomic_write(path) as file:
+        figure.savefig(file, dpi=100, format='png')
 
 
 def write_report(metrics, results_dir, mean_abs_error_map_mm):
@@ -614,7 +616,7 @@ def write_report(metrics, results_dir, mean_abs_error_map_mm):
     os.makedirs(results_dir, exist_ok=True)
     markdown_path = os.path.join(results_dir, 'report.md')
     image_path = os.path.join(results_dir, 'report.png')
-    with open(markdown_path, 'w', encoding='utf-8') as handle:
+    with atomic_write(markdown_path, 'w') as handle:
         handle.write(report_markdown(metrics))
     _plot_report(metrics, mean_abs_error_map_mm, image_path)
     return markdown_path, image_path

@@ -39,6 +39,7 @@ from depth_dataset import DataError, IMAGE_SIZE
 from depth_png import (FULL_SCALE_MM, MM_PER_UNIT, DepthImageError, mm_to_network, network_to_mm,
                        read_depth_png, write_depth_png)
 from plotting import thresholded
+from safe_files import atomic_path, atomic_write, locked_folder, remove_path, write_strict_json
 
 PROGRAM = 'convworking.py'
 PREVIEW_FOLDER = 'previews'
@@ -172,7 +173,8 @@ class Preview:
         self.difference.set_data(difference)
         self.difference.set_clim(-limit, limit)
         self.title.set_text(title)
-        self.figure.savefig(path)
+        with atomic_write(path) as file:
+            self.figure.savefig(file, format='png')
 
 
 class CountLine:
@@ -205,6 +207,13 @@ def neutralise_files(session, network, args):
     """--mode infer: neutralise args.input (a PNG or a folder of them) into args.output (see the module doc)."""
     paths = input_paths(args.input)
     check_output_folder(args.input, paths, args.output)
+    # Checked again once the folder is held: another run may have written there meanwhile.
+    with locked_folder(args.output, '--output folder'):
+        check_output_folder(args.input, paths, args.output)
+        write_results(session, network, args, paths)
+
+
+def write_results(session, network, args, paths):
     single_file = not os.path.isdir(args.input)
     skipped, written, preview = [], 0, None
     progress = CountLine(len(paths)) if len(paths) > args.batch_size else None
@@ -367,15 +376,17 @@ def run_saved_model(directory, batch):
         return session.run(signature.outputs[OUTPUT_NAME].name, {signature.inputs[INPUT_NAME].name: batch})
 
 
-def rmse_on_test_split(checkpoint, results_dir):
-    """The test RMSE (mm) of results_dir/test_metrics.json if it was computed for this checkpoint, else None."""
+def rmse_on_test_split(checkpoint, results_dir, data_dir):
+    """The test RMSE (mm) of results_dir/test_metrics.json if it was measured for this checkpoint on the test
+    split of data_dir, else None."""
     path = os.path.join(results_dir, 'test_metrics.json')
     try:
         with open(path) as file:
             metrics = json.load(file)
     except (OSError, ValueError):
         return None
-    same = evaluation.resolve_recorded_path(str(metrics.get('checkpoint'))) == os.path.abspath(checkpoint)
+    measured = {key: evaluation.resolve_recorded_path(str(metrics.get(key))) for key in ('checkpoint', 'data')}
+    same = measured == {'checkpoint': os.path.abspath(checkpoint), 'data': os.path.abspath(data_dir)}
     return metrics.get('rmse_mm') if same else None
 
 
@@ -463,7 +474,7 @@ def try_opencv_export(graph_def, path, batch, expected):
     not supported): the file is then removed and the reason goes into model.json.
     """
     try:
-        with open(path, 'wb') as file:
+        with atomic_write(path) as file:
             file.write(opencv_graph(graph_def).SerializeToString())
         difference = float(np.max(np.abs(run_opencv(path, batch) - expected)))
     except (cv2.error, ValueError, tf.errors.OpError) as error:
@@ -482,6 +493,21 @@ def export_model(session, network, checkpoint, args):
     directory = args.output
     names = (FROZEN_GRAPH_FILE, OPENCV_GRAPH_FILE, SAVED_MODEL_FOLDER, MODEL_INFO_FILE)
     targets = [os.path.join(directory, name) for name in names]
+    check_export_folder(directory, targets)
+    graph_def = frozen_inference_graph(session, network)
+    # Checked again once the folder is held: another run may have written there meanwhile.
+    with locked_folder(directory, '--output folder'):
+        check_export_folder(directory, targets)
+        try:
+            write_export(session, network, checkpoint, args, graph_def, targets)
+        except BaseException:
+            # None of them existed before (checked above): a partial export would only block the rerun.
+            for path in targets:
+                remove_path(path)
+            raise
+
+
+def check_export_folder(directory, targets):
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise DataError(f"{directory}: exists and is not a folder (--output takes a folder)")
     existing = [path for path in targets if os.path.lexists(path)]
@@ -489,12 +515,15 @@ def export_model(session, network, checkpoint, args):
         raise DataError(f"{existing[0]}: already exists; export never overwrites: remove it or give another "
                         "--output folder")
 
-    graph_def = frozen_inference_graph(session, network)
-    os.makedirs(directory, exist_ok=True)
+
+def write_export(session, network, checkpoint, args, graph_def, targets):
+    """Write and check the exported forms and model.json (see export_model)."""
+    directory = args.output
     frozen_path, opencv_path, saved_model_dir, info_path = targets
-    with open(frozen_path, 'wb') as file:
+    with atomic_write(frozen_path) as file:
         file.write(graph_def.SerializeToString())
-    write_saved_model(graph_def, saved_model_dir)
+    with atomic_path(saved_model_dir) as temporary:
+        write_saved_model(graph_def, temporary)
 
     batch = verification_batch()
     expected = session.run(network.output, {network.inputs: batch})
@@ -534,14 +563,12 @@ def export_model(session, network, checkpoint, args):
         'checkpoint': evaluation.recorded_path(checkpoint),
         'step': int(step),
         'valid_rmse_mm': float(valid_rmse) if np.isfinite(valid_rmse) else None,
-        'test_rmse_mm': rmse_on_test_split(checkpoint, args.results_dir),
+        'test_rmse_mm': rmse_on_test_split(checkpoint, args.results_dir, args.data),
         'architecture': network.architecture,
         'bfloat16': bool(args.bfloat16),
         'max_abs_difference_to_checkpoint': differences,
     }
-    with open(info_path, 'w') as file:
-        json.dump(info, file, indent=2)
-        file.write('\n')
+    write_strict_json(info_path, info)
     written = [FROZEN_GRAPH_FILE] + ([] if opencv_problem else [OPENCV_GRAPH_FILE]) + [f'{SAVED_MODEL_FOLDER}/',
                                                                                    MODEL_INFO_FILE]
     print(f"{PROGRAM}: exported {os.path.basename(checkpoint)} (step {int(step)}) to {directory}: "

@@ -5,6 +5,8 @@ matplotlib.use('Agg')  # files only: training runs on machines without a screen
 import matplotlib.pyplot as plt
 import numpy as np
 
+from safe_files import atomic_write
+
 MAX_COLUMNS = 12
 ROW_TITLES = ('input', 'ground truth', 'output', 'thresholded')
 
@@ -31,5 +33,6 @@ def save_results_grid(path, inputs, targets, outputs, thresholded_outputs, title
                 axis.set_ylabel(ROW_TITLES[row], fontsize=8)
     figure.suptitle(title, fontsize=9)
     figure.tight_layout(rect=(0, 0, 1, 0.95))
-    figure.savefig(path, dpi=80)
+    with atomic_write(path) as file:
+        figure.savefig(file, dpi=80, format='png')
     plt.close(figure)

@@ -7,6 +7,8 @@ Each validation redraws `training_curve.png`: the score against minutes and agai
 import json
 import os
 
+from safe_files import atomic_path, write_strict_json
+
 HISTORY_FILE = 'valid_history.json'
 
 
@@ -25,12 +27,9 @@ def read_history(checkpoint_dir, up_to_step=None):
 
 
 def write_history(checkpoint_dir, history, score_name):
-    path = os.path.join(checkpoint_dir, HISTORY_FILE)
-    temporary = path + '.tmp'
-    with open(temporary, 'w') as file:
-        json.dump({'score': score_name, 'minutes': 'training wall time, summed over resumed runs',
-                   'validations': history}, file, indent=1)
-    os.replace(temporary, path)
+    write_strict_json(os.path.join(checkpoint_dir, HISTORY_FILE),
+                      {'score': score_name, 'minutes': 'training wall time, summed over resumed runs',
+                       'validations': history})
 
 
 def first_reaching(history, score):
@@ -61,6 +60,5 @@ def plot_training_curve(history, path, score_name, title):
     by_time.set_ylabel(score_name)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    temporary = path + '.tmp.png'
-    figure.savefig(temporary, dpi=90)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=90, format='png')

@@ -53,3 +53,12 @@ def run_program(*args, timeout=600):
     process (text stdout/stderr)."""
     return subprocess.run([sys.executable, os.path.join(REPO, 'convworking.py'), *NO_GENERATED, *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(finished, *fragments):
+    """The promise for bad input: exit status 2 and one line on stderr holding every fragment."""
+    assert finished.returncode == 2, (finished.returncode, finished.stderr)
+    lines = finished.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'Traceback' not in finished.stderr, finished.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

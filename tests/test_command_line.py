@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import NO_GENERATED, REPO, TINY_NETWORK, run_program, write_synthetic_data
+from conftest import NO_GENERATED, REPO, TINY_NETWORK, assert_one_line_error, run_program, write_synthetic_data
 import evaluation
 
 
@@ -28,14 +28,6 @@ def trained(tiny_data, tmp_path_factory):
     finished = train_tiny(tiny_data, checkpoints, results, '--max-steps', 10)
     assert finished.returncode == 0, finished.stderr
     return tiny_data, checkpoints, results
-
-
-def assert_one_line_error(finished, *fragments):
-    assert finished.returncode != 0
-    lines = finished.stderr.strip().splitlines()
-    assert len(lines) == 1 and 'Traceback' not in finished.stderr, finished.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_training_writes_checkpoints_grids_and_logs(trained):

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import TINY_NETWORK, run_program, synthetic_pair
+from conftest import REPO, TINY_NETWORK, run_program, synthetic_pair
 from convworking import Network, parse_args, tf
 from depth_dataset import DataError
 from depth_png import DepthImageError, depth_mm_to_units, mm_to_network, network_to_mm, write_depth_png
@@ -214,9 +214,9 @@ def exported(checkpoint, tmp_path_factory):
     results = root / 'results'
     results.mkdir()
     with open(results / 'test_metrics.json', 'w') as file:
-        json.dump({'checkpoint': checkpoint[0], 'rmse_mm': 4.25}, file)
+        json.dump({'checkpoint': checkpoint[0], 'data': str(root / 'data'), 'rmse_mm': 4.25}, file)
     done = run_program('--mode', 'export', '--checkpoint', checkpoint[0], '--results-dir', results,
-                       '--output', root / 'model')
+                       '--data', root / 'data', '--output', root / 'model')
     assert done.returncode == 0, done.stderr
     return root / 'model', done
 
@@ -271,9 +271,12 @@ def test_export_refuses_to_overwrite(checkpoint, exported):
         inference.export_model(None, None, checkpoint[0], args)
 
 
-def test_test_rmse_is_taken_only_for_the_same_checkpoint(tmp_path):
+def test_test_rmse_is_taken_only_for_the_same_checkpoint_and_data(tmp_path):
     with open(tmp_path / 'test_metrics.json', 'w') as file:
-        json.dump({'checkpoint': 'checkpoints/remove/best-100', 'rmse_mm': 3.0}, file)
-    assert inference.rmse_on_test_split('checkpoints/remove/best-100', str(tmp_path)) == 3.0
-    assert inference.rmse_on_test_split('checkpoints/remove/best-200', str(tmp_path)) is None
-    assert inference.rmse_on_test_split('checkpoints/remove/best-100', str(tmp_path / 'none')) is None
+        json.dump({'checkpoint': 'checkpoints/remove/best-100', 'data': 'data128_128', 'rmse_mm': 3.0}, file)
+    rmse = lambda checkpoint, data='data128_128', results=tmp_path: inference.rmse_on_test_split(
+        os.path.join(REPO, checkpoint), str(results), os.path.join(REPO, data))
+    assert rmse('checkpoints/remove/best-100') == 3.0
+    assert rmse('checkpoints/remove/best-200') is None
+    assert rmse('checkpoints/remove/best-100', data='other_data') is None
+    assert rmse('checkpoints/remove/best-100', results=tmp_path / 'none') is None
