@@ -81,14 +81,6 @@ class UsageError(ValueError):
     """A problem the user can fix (an option, a file, a folder): reported as one line, exit status 2."""
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during the training loop: knows the step reached and the latest checkpoint kept."""
-
-    def __init__(self, step, kept):
-        super().__init__(step, kept)
-        self.step, self.kept = step, kept
-
-
 # ----------------------------------------------------------------------------------------------- network
 
 def encoder_layers(architecture, is_training):
@@ -352,32 +344,27 @@ def train(args):
         examples = grid_examples(valid_set)
         progress = ProgressLine(step, max_steps, args.batch_size, task.format_training_score)
         started, step_start, last_good = time.time(), step, checkpoints.latest_prefix()
-        try:
-            while step < max_steps:
-                inputs, targets, epoch = train_set.training_batch(step, args.batch_size, args.seed, args.flip)
-                _, loss, score, summary = session.run(
-                    [network.train_op, network.loss, network.training_score, network.summaries],
-                    {network.inputs: inputs, network.targets: targets, network.is_training: True})
-                step += 1  # train_op advanced the global step by one (fetching it in the same run is unordered)
-                if not np.isfinite(loss):
-                    raise UsageError(f"the loss became {loss} at step {step}; stopped without saving. The last "
-                                     f"good checkpoint is {last_good or 'none (none was saved yet)'}; try a lower --lr")
-                progress.update(step, epoch + 1, score)
-                if step % args.summary_every == 0:
-                    writer.add_summary(summary, step)
-                if step % args.validate_every == 0 or step == max_steps:
-                    network.calibrate_batch_norm(session, (
-                        train_set.training_batch(step + i, args.batch_size, args.seed, args.flip)[0]
-                        for i in range(CALIBRATION_BATCHES)))
-                    validate(args, session, network, checkpoints, valid_set, examples, writer, step, progress,
-                             plot=step % args.plot_every == 0 or step == max_steps)
-                if step % args.save_every == 0 or step == max_steps:
-                    last_good = checkpoints.save_latest(session, step)
-        except KeyboardInterrupt:
-            progress.end_line()
-            raise TrainingInterrupted(step, last_good) from None
-        finally:
-            writer.close()
+        while step < max_steps:
+            inputs, targets, epoch = train_set.training_batch(step, args.batch_size, args.seed, args.flip)
+            _, loss, score, summary = session.run(
+                [network.train_op, network.loss, network.training_score, network.summaries],
+                {network.inputs: inputs, network.targets: targets, network.is_training: True})
+            step += 1  # train_op advanced the global step by one (fetching it in the same run is unordered)
+            if not np.isfinite(loss):
+                raise UsageError(f"the loss became {loss} at step {step}; stopped without saving. The last good "
+                                 f"checkpoint is {last_good or 'none (none was saved yet)'}; try a lower --lr")
+            progress.update(step, epoch + 1, score)
+            if step % args.summary_every == 0:
+                writer.add_summary(summary, step)
+            if step % args.validate_every == 0 or step == max_steps:
+                network.calibrate_batch_norm(session, (
+                    train_set.training_batch(step + i, args.batch_size, args.seed, args.flip)[0]
+                    for i in range(CALIBRATION_BATCHES)))
+                validate(args, session, network, checkpoints, valid_set, examples, writer, step, progress,
+                         plot=step % args.plot_every == 0 or step == max_steps)
+            if step % args.save_every == 0 or step == max_steps:
+                last_good = checkpoints.save_latest(session, step)
+        writer.close()
         elapsed = time.time() - started
         best = session.run(network.best_valid_score)
         print(f"{PROGRAM}: trained steps {step_start}..{step} in {elapsed / 60:.1f} min "
@@ -423,7 +410,8 @@ def validate(args, session, network, checkpoints, valid_set, examples, writer, s
     progress.message(f"step {step}: {task.format_score(score)}{' (best so far, saved)' if improved else ''}")
     if plot:
         path = os.path.join(args.results_dir, f'step_{step:06d}.png')
-        save_grid(path, task, valid_set, outputs, examples, args, f'valid split, step {step}, {task.format_score(score)}')
+        save_grid(path, task, valid_set, outputs, examples, args,
+                  f'valid split, step {step}, {task.format_score(score)}')
         writer.add_summary(image_summary('valid/grid', path), step)
 
 
@@ -600,9 +588,9 @@ def parse_args(argv=None):
                         help='compute the loss over the face only (target > 0) or over the whole image '
                              '(default face for remove; segment always uses the whole image)')
     parser.add_argument('--bfloat16', action=argparse.BooleanOptionalAction,
-                        help='compute the convolutions in bfloat16, about 2.7x faster to train on CPUs with AVX-512 BF16 / '
-                             'AMX (default when training: on where the CPU has them; test, infer and export '
-                             'compute in float32 unless this is given)')
+                        help='compute the convolutions in bfloat16, about 2.7x faster to train on CPUs with '
+                             'AVX-512 BF16 / AMX (default when training: on where the CPU has them; test, infer '
+                             'and export compute in float32 unless this is given)')
     parser.add_argument('--flip', action=argparse.BooleanOptionalAction, default=True,
                         help='mirror a random half of each training batch left-right')
     parser.add_argument('--threshold-mm', type=float, default=10.0,
@@ -653,14 +641,15 @@ def parse_args(argv=None):
     return args
 
 
-def interrupted_training_message(stop, argv):
-    """What Ctrl-C kept and lost, and the command that carries on (the same one, without --restart)."""
-    if not stop.kept:
-        return f"{PROGRAM}: interrupted at step {stop.step} before the first checkpoint; nothing was saved"
-    kept_step = int(stop.kept.rsplit('-', 1)[1])
-    resume = shlex.join(['python', PROGRAM] + [word for word in argv if word != '--restart'])
-    return (f"{PROGRAM}: interrupted at step {stop.step}; kept the checkpoint of step {kept_step} ({stop.kept}), "
-            f"so {stop.step - kept_step} step(s) are lost. Resume with: {resume}")
+def interrupted_training_note(args, argv):
+    """What Ctrl-C kept and lost, and the command that carries on (the same one, without --restart).
+    The latest checkpoint is read from its folder: the Saver switches its state file only once a save is whole."""
+    rerun = shlex.join(['python', PROGRAM] + [word for word in argv if word != '--restart'])
+    kept = checkpoint_prefix(task_checkpoint_dir(args), (LATEST_STATE_FILE,))
+    if not kept:
+        return f" before the first checkpoint; nothing is kept. Start again with: {rerun}"
+    return (f"; kept the checkpoint of step {kept.rsplit('-', 1)[1]} ({kept}), the steps after it are lost. "
+            f"Resume with: {rerun}")
 
 
 def main(argv=None):
@@ -672,11 +661,9 @@ def main(argv=None):
     except (UsageError, DataError, DepthImageError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2
-    except TrainingInterrupted as stop:
-        print(interrupted_training_message(stop, argv), file=sys.stderr)
-        return 130
     except KeyboardInterrupt:
-        print(f"\n{PROGRAM}: interrupted", file=sys.stderr)
+        print(f"\n{PROGRAM}: interrupted" + (interrupted_training_note(args, argv) if args.mode == 'train' else ''),
+              file=sys.stderr)
         return 130
     return 0
 
