@@ -81,6 +81,11 @@ class UsageError(ValueError):
     """A problem the user can fix (an option, a file, a folder): reported as one line, exit status 2."""
 
 
+def say(text):
+    """A line of what the program is doing, shown at once (also when stdout is a file)."""
+    print(f"{PROGRAM}: {text}", flush=True)
+
+
 # ----------------------------------------------------------------------------------------------- network
 
 def encoder_layers(architecture, is_training):
@@ -319,6 +324,7 @@ def cpu_supports_bfloat16():
 
 
 def train(args):
+    say(f"loading the data of {args.data} and building the network")
     directory, saved_options = prepare_checkpoint_dir(args)
     architecture = resolve_architecture(args, saved_options)
     task = TASKS[architecture['task']]
@@ -442,17 +448,13 @@ def restore_for_inference(args):
     return session, network, prefix
 
 
-def say(text):
-    print(f"{PROGRAM}: {text}", flush=True)
-
-
 def test(args):
     task = TASKS[args.task]
     started = time.time()
+    say(f"loading the test split of {args.data} and the model")
     test_set = task.load(args, 'test')
     session, network, prefix = restore_for_inference(args)
-    say(f"testing {prefix} on the {len(test_set)} test images of {args.data}")
-    say(f"the model's outputs ({len(test_set)} images)")
+    say(f"testing {prefix}: the model's outputs for the {len(test_set)} test images")
     with session:
         outputs = network.predict(session, test_set.batches(args.batch_size))
     os.makedirs(args.results_dir, exist_ok=True)
