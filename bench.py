@@ -276,6 +276,7 @@ def worker_program(spec, channel):
         convworking.Network.calibrate_batch_norm = timed(
             'calibrate_batch_norm', convworking.Network.calibrate_batch_norm, repeat, materialise=2)
     convworking.Checkpoints.save_latest = timed('save_latest', convworking.Checkpoints.save_latest, 1)
+    convworking.save_grid = timed('save_grid', convworking.save_grid, 1)
     real_train, ended = convworking.train, []
 
     def timed_train(args):
@@ -301,8 +302,11 @@ def worker_program(spec, channel):
     if len(stamps) != total_steps or not pacer.finished:
         raise RuntimeError(f"trained {len(stamps)} steps, not {total_steps} (is the data set too small?)")
     # The periodic block at the last step: validation work (every validate_every steps) and the checkpoint
-    # (every save_every steps), without the first runs of the repeated parts (see above).
-    block = ended[0] - stamps[-1] - sum(times[0] for name, times in calls.items() if len(times) > 1)
+    # (every save_every steps), without the first runs of the repeated parts (see above) and without the
+    # grid that training draws at its last step (grids come only every plot_every steps).
+    # (validate's first run holds a grid of its own, already left out with it.)
+    repeated_first_runs = sum(times[0] for name, times in calls.items() if len(times) > 1 and name != 'save_grid')
+    block = ended[0] - stamps[-1] - repeated_first_runs - calls.get('save_grid', [0])[-1]
     save = sum(calls.get('save_latest', []))
     return {
         'periodic_block_s': block,
@@ -785,7 +789,8 @@ def busy_cpu_seconds():
 
 
 def run_benchmark(args):
-    import convworking  # noqa: F401  (first: it imports TensorFlow without its start-up messages)
+    import convworking
+    convworking.import_tensorflow_quietly()   # first: without TensorFlow's start-up messages
     import layer_ops
     started = time.perf_counter()
     overrides = dict(channels=args.channels, kernel_size=args.kernel_size, modules=args.modules)

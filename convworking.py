@@ -4,16 +4,18 @@ An encoder-decoder after Arahusky's SegNet version: the encoder is a list of lay
 list walked backwards, each layer building its own mirror image (see layer.py). Graph mode through
 tf.compat.v1: placeholders, sessions, savers, checkpoints.
 
-    python convworking.py --mode train      # train on data128_128, checkpoints in checkpoints/remove/
     python convworking.py --mode test       # evaluate the best checkpoint on the test split -> results/
+    python convworking.py --mode train      # train on data128_128, checkpoints in checkpoints/remove/
     python convworking.py --mode train --task segment   # the original's face segmentation (LFW Part Labels),
                                                         # checkpoints in checkpoints/segment/, results/segment/
 """
 import argparse
 import contextlib
+import functools
 import json
 import os
 import re
+import shlex
 import sys
 import time
 
@@ -21,6 +23,7 @@ from safe_files import (FolderError, locked_folder, quiet_stderr, remove_path, r
                         write_strict_json)
 
 
+@functools.cache
 def import_tensorflow_quietly():
     """Import TensorFlow with its C++ start-up messages hidden.
 
@@ -36,20 +39,25 @@ def import_tensorflow_quietly():
     return tensorflow
 
 
-tf = import_tensorflow_quietly()
+class LazyTensorFlow:
+    """The tensorflow module, imported (quietly) on first use: --help and bad options answer at once
+    instead of after TensorFlow's seconds of start-up."""
+
+    def __getattr__(self, name):
+        return getattr(import_tensorflow_quietly(), name)
+
+
+tf = LazyTensorFlow()
 import numpy as np
 
 import evaluation
 import generated_data
-import inference
 import lfw_parts
-from conv2d import Conv2d
 from depth_dataset import DataError, IMAGE_SIZE
 from depth_png import DepthImageError
-from max_pool_2d import MaxPool2d
 from plotting import save_results_grid
 from progress import ProgressLine
-from tasks import TASKS
+from tasks import TASKS, masked_mean
 from training_curve import HISTORY_FILE, plot_training_curve, read_history, write_history
 
 PROGRAM = 'convworking.py'
@@ -80,10 +88,19 @@ class DamagedCheckpoint(UsageError):
     """A checkpoint whose files are missing, truncated or corrupted."""
 
 
+def say(text):
+    """A line of what the program is doing, shown at once (also when stdout is a file)."""
+    print(f"{PROGRAM}: {text}", flush=True)
+
+
 # ----------------------------------------------------------------------------------------------- network
 
 def encoder_layers(architecture, is_training):
     """The encoder, top to bottom. The decoder is this list reversed (see Network)."""
+    # The layer modules import TensorFlow: only here, and after the quiet import, so that it stays quiet.
+    import_tensorflow_quietly()
+    from conv2d import Conv2d
+    from max_pool_2d import MaxPool2d
     kernel, channels = architecture['kernel_size'], architecture['channels']
     skip_pools = architecture['skip_links'] in ('pools', 'all')
     skip_convs = architecture['skip_links'] == 'all'
@@ -137,6 +154,8 @@ class Network:
         self.output = tf.identity(self.task.output(tf, self.logits, self.inputs, architecture), name='output')
 
         self.loss = self._loss(loss or self.task.default_loss, loss_region)
+        # What the progress line and TensorBoard show of training, in the units of the validation score.
+        self.training_score = self.task.training_score(tf, self.output, self.targets)
         self.global_step = tf.compat.v1.train.get_or_create_global_step()
         # The task's validation score of the best checkpoint (lower is better), kept in the checkpoints.
         self.best_valid_score = tf.compat.v1.get_variable('best_valid_score', [], trainable=False,
@@ -149,6 +168,7 @@ class Network:
             self.loss, global_step=self.global_step)
         self.summaries = tf.compat.v1.summary.merge([
             tf.compat.v1.summary.scalar('train/loss', self.loss),
+            tf.compat.v1.summary.scalar(f'train/{self.task.training_score_tag}', self.training_score),
             tf.compat.v1.summary.scalar('train/learning_rate', self.learning_rate)])
 
     def _loss(self, loss, region):
@@ -158,7 +178,7 @@ class Network:
         else:
             per_pixel = tf.square(self.output - self.targets)
         weight = tf.cast(self.targets > 0, tf.float32) if region == 'face' else tf.ones_like(self.targets)
-        mean = tf.math.divide_no_nan(tf.reduce_sum(per_pixel * weight), tf.reduce_sum(weight))
+        mean = masked_mean(tf, per_pixel, weight)
         return tf.sqrt(mean, name='loss') if loss == 'rmse' else tf.identity(mean, name='loss')
 
     def calibrate_batch_norm(self, session, input_batches):
@@ -372,6 +392,7 @@ def cpu_supports_bfloat16():
 
 
 def train(args):
+    say(f"loading the data of {args.data} and building the network")
     directory, saved_options = prepare_checkpoint_dir(args)
     architecture = resolve_architecture(args, saved_options)
     task = TASKS[architecture['task']]
@@ -402,25 +423,26 @@ def train(args):
               f"validation pairs; steps {step} -> {max_steps} ({steps_per_epoch} per epoch)")
         examples = grid_examples(valid_set)
         images_per_step = train_set.images_per_step(args.batch_size)  # the speed shown counts real images
-        progress = ProgressLine(step, max_steps, images_per_step)
+        progress = ProgressLine(step, max_steps, images_per_step, task.format_training_score)
         started, step_start, last_good = time.time(), step, checkpoints.latest_prefix()
         while step < max_steps:
             inputs, targets, epoch = train_set.training_batch(step, args.batch_size, args.seed, args.flip)
-            _, loss, summary = session.run(
-                [network.train_op, network.loss, network.summaries],
+            _, loss, score, summary = session.run(
+                [network.train_op, network.loss, network.training_score, network.summaries],
                 {network.inputs: inputs, network.targets: targets, network.is_training: True})
             step += 1  # train_op advanced the global step by one (fetching it in the same run is unordered)
             if not np.isfinite(loss):
                 raise UsageError(f"the loss became {loss} at step {step}; stopped without saving. The last good "
                                  f"checkpoint is {last_good or 'none (none was saved yet)'}; try a lower --lr")
-            progress.update(step, epoch + 1, loss)
+            progress.update(step, epoch + 1, score)
             if step % args.summary_every == 0:
                 writer.add_summary(summary, step)
             if step % args.validate_every == 0 or step == max_steps:
                 network.calibrate_batch_norm(session, (
                     train_set.training_batch(step + i, args.batch_size, args.seed, args.flip)[0]
                     for i in range(CALIBRATION_BATCHES)))
-                score = validate(args, session, network, checkpoints, valid_set, examples, writer, step)
+                score = validate(args, session, network, checkpoints, valid_set, examples, writer, step, progress,
+                                 plot=step % args.plot_every == 0 or step == max_steps)
                 history.append({'step': int(step), 'minutes': round(clock.seconds() / 60, 3), 'score': float(score)})
                 record_training_curve(args, directory, history, task)
             if step % args.save_every == 0 or step == max_steps:
@@ -484,7 +506,7 @@ def training_options(args):
     return options
 
 
-def validate(args, session, network, checkpoints, valid_set, examples, writer, step):
+def validate(args, session, network, checkpoints, valid_set, examples, writer, step, progress, plot):
     task = network.task
     outputs = network.predict(session, valid_set.batches(args.batch_size))
     score = task.valid_score(outputs, valid_set.targets)
@@ -493,11 +515,11 @@ def validate(args, session, network, checkpoints, valid_set, examples, writer, s
     if improved:
         session.run(network.best_valid_score.assign(score))
         checkpoints.save_best(session, step)
-    print(f"step {step}: {task.format_score(score)}{' (best so far, saved)' if improved else ''}", flush=True)
-    if step % args.plot_every == 0:
+    progress.message(f"step {step}: {task.format_score(score)}{' (best so far, saved)' if improved else ''}")
+    if plot:
         path = os.path.join(args.results_dir, f'step_{step:06d}.png')
-        save_results_grid(path, valid_set.inputs[examples], valid_set.targets[examples], outputs[examples],
-                          task.thresholded(outputs[examples], args), f'step {step}, {task.format_score(score)}')
+        save_grid(path, task, valid_set, outputs, examples, args,
+                  f'valid split, step {step}, {task.format_score(score)}')
         writer.add_summary(image_summary('valid/grid', path), step)
     return score
 
@@ -528,14 +550,22 @@ class TrainingClock:
         session.run(self.assign, {self.value: self.seconds()})
 
 
+def save_grid(path, task, dataset, outputs, chosen, args, title):
+    """The results grid of the chosen examples of a data set: input, ground truth, output, thresholded."""
+    rows = (dataset.inputs[chosen], dataset.targets[chosen], outputs[chosen], task.thresholded(outputs[chosen], args))
+    save_results_grid(path, rows, [dataset.names[i] for i in chosen], title, task.grid_shows_depth)
+
+
 # ------------------------------------------------------------------------------------------ test and use
 
 def restore_for_inference(args):
     """Build the network the checkpoint was trained with and restore it: (session, network, prefix)."""
     source = args.checkpoint or task_checkpoint_dir(args)
-    prefix = checkpoint_prefix(source)
-    if prefix is None:
-        raise UsageError(f"{source}: no checkpoint found (train first, or give --checkpoint PATH)")
+    # A --checkpoint-dir given as --checkpoint holds the checkpoints in its task's subfolder.
+    prefix = checkpoint_prefix(source) or (os.path.isdir(source) and checkpoint_prefix(os.path.join(source, args.task)))
+    if not prefix:
+        raise UsageError(f"{source}: no checkpoint found, nor in {os.path.join(source, args.task)} "
+                         "(train first, or give --checkpoint PATH)")
     args.checkpoint_source = prefix
     architecture = resolve_architecture(args, read_options(os.path.dirname(prefix)))
     tf.compat.v1.reset_default_graph()
@@ -548,32 +578,44 @@ def restore_for_inference(args):
 
 def test(args):
     task = TASKS[args.task]
+    started = time.time()
+    say(f"loading the test split of {args.data} and the model")
     test_set, gallery = task.load(args, 'test'), task.load_gallery(args)
     session, network, prefix = restore_for_inference(args)
+    say(f"testing {prefix}: the model's outputs for the {len(test_set)} test images")
     with session:
         outputs = network.predict(session, test_set.batches(args.batch_size))
-        gallery_outputs = None if gallery is None else network.predict(session, gallery.batches(args.batch_size))
+        gallery_outputs = None
+        if gallery is not None:
+            say(f"the model's outputs for the {len(gallery)} images of the recognition gallery")
+            gallery_outputs = network.predict(session, gallery.batches(args.batch_size))
     with locked_folder(args.results_dir, '--results-dir'):
-        metrics = task.evaluate(args, test_set, outputs, prefix, gallery, gallery_outputs)
+        metrics = task.evaluate(args, test_set, outputs, prefix, say, gallery, gallery_outputs)
+        say("the grids")
         examples = grid_examples(test_set, 4 * 12)
+        written = ['test_metrics.json', *task.report_files]
         for number, start in enumerate(range(0, len(examples), 12), 1):
-            chosen = examples[start:start + 12]
-            save_results_grid(os.path.join(args.results_dir, f'test_grid_{number}.png'),
-                              test_set.inputs[chosen], test_set.targets[chosen], outputs[chosen],
-                              task.thresholded(outputs[chosen], args), f'test split, {os.path.basename(prefix)}')
+            written.append(f'test_grid_{number}.png')
+            save_grid(os.path.join(args.results_dir, written[-1]), task, test_set, outputs,
+                      examples[start:start + 12], args,
+                      f'test split, {os.path.basename(prefix)}: input, ground truth, output, thresholded output')
         write_strict_json(os.path.join(args.results_dir, 'test_metrics.json'), metrics)
+    print()
     task.print_metrics(metrics)
-    print(f"{PROGRAM}: wrote test_metrics.json and test_grid_*.png in {args.results_dir}")
+    print()
+    say(f"tested in {time.time() - started:.0f} s; wrote {', '.join(written)} in {args.results_dir}")
 
 
 def infer(args):
     session, network, _ = restore_for_inference(args)
+    import inference   # here, not at the top: it imports TensorFlow, which --help and the other modes need not wait for
     with session:
         inference.neutralise_files(session, network, args)
 
 
 def export(args):
     session, network, prefix = restore_for_inference(args)
+    import inference
     with session:
         inference.export_model(session, network, prefix, args)
 
@@ -612,11 +654,12 @@ def finite_float(text):
     return value
 
 
-class DefaultsHelpFormatter(argparse.HelpFormatter):
-    """Shows an option's default, unless it has none or its help already says it."""
+class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows an option's default, unless it has none or its help already says it; keeps the examples' lines."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS) or 'default' in action.help:
+        # `is`, not `in`: a default of 0 equals False, and --seed's 0 is worth showing
+        if any(action.default is none for none in (None, False, argparse.SUPPRESS)) or 'default' in action.help:
             return action.help
         return action.help + ' (default: %(default)s)'
 
@@ -627,6 +670,16 @@ class OneLineErrorParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{PROGRAM}: error: {message} (see --help)\n")
 
+
+EXAMPLES = f"""examples:
+  python {PROGRAM} --mode test --results-dir runs/test      # the shipped model on the test split (1 min)
+  python {PROGRAM} --mode infer --input data128_128/inputs/test/0100_SU04.png --output runs/neutral
+  python {PROGRAM} --mode train --max-steps 200 --checkpoint-dir runs/smoke --results-dir runs/smoke/results
+  python {PROGRAM} --mode train --checkpoint-dir runs/full --results-dir runs/full/results   # 45 epochs
+  python {PROGRAM} --mode test --checkpoint runs/full --results-dir runs/full/results
+  python {PROGRAM} --mode export --output runs/exported
+  tensorboard --logdir runs/full/results/logs
+"""
 
 # Each task's data and results by default. LFW Part Labels is research data kept outside the repository.
 DEFAULT_DATA = {'remove': os.path.join(HERE, 'data128_128'),
@@ -644,7 +697,7 @@ def parse_args(argv=None):
     parser = OneLineErrorParser(
         prog=PROGRAM, description='Remove facial expressions from 3D face depth images (or, with --task segment, '
                                   'segment faces in photographs as the network this one descends from did).',
-        formatter_class=DefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter, epilog=EXAMPLES)
     parser.add_argument('--mode', choices=['train', 'test', 'infer', 'export'], required=True,
                         help='train a network; test a trained one on the test split; infer neutral faces '
                              'for your own depth images; export the trained model for use without this code')
@@ -710,9 +763,9 @@ def parse_args(argv=None):
                         help='compute the loss over the face only (target > 0) or over the whole image '
                              '(default face for remove; segment always uses the whole image)')
     parser.add_argument('--bfloat16', action=argparse.BooleanOptionalAction,
-                        help='compute the convolutions in bfloat16, about 3.5x faster on CPUs with AVX-512 BF16 / '
-                             'AMX (default when training: on where the CPU has them; test, infer and export '
-                             'compute in float32 unless this is given)')
+                        help='compute the convolutions in bfloat16, about 2.7x faster to train on CPUs with '
+                             'AVX-512 BF16 / AMX (default when training: on where the CPU has them; test, infer '
+                             'and export compute in float32 unless this is given)')
     parser.add_argument('--flip', action=argparse.BooleanOptionalAction, default=True,
                         help='mirror a random half of each training batch left-right')
     parser.add_argument('--threshold-mm', type=finite_float, default=10.0,
@@ -771,7 +824,19 @@ def parse_args(argv=None):
     return args
 
 
+def interrupted_training_note(args, argv):
+    """What Ctrl-C kept and lost, and the command that carries on (the same one, without --restart).
+    The latest checkpoint is read from its folder: the Saver switches its state file only once a save is whole."""
+    rerun = shlex.join(['python', PROGRAM] + [word for word in argv if word != '--restart'])
+    kept = checkpoint_prefix(task_checkpoint_dir(args), (LATEST_STATE_FILE,))
+    if not kept:
+        return f" before the first checkpoint; nothing is kept. Start again with: {rerun}"
+    return (f"; kept the checkpoint of step {kept.rsplit('-', 1)[1]} ({kept}), the steps after it are lost. "
+            f"Resume with: {rerun}")
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else [str(word) for word in argv]
     args = parse_args(argv)
     tf.compat.v1.disable_eager_execution()
     try:
@@ -787,7 +852,8 @@ def main(argv=None):
         print(f"{PROGRAM}: error: {error_summary(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\n{PROGRAM}: interrupted; the latest saved checkpoint is kept", file=sys.stderr)
+        print(f"\n{PROGRAM}: interrupted" + (interrupted_training_note(args, argv) if args.mode == 'train' else ''),
+              file=sys.stderr)
         return 130
     return 0
 

@@ -34,6 +34,8 @@ WITHIN_SLACK_MM = 1e-3
 # Reports list expression groups in this order (the prototypical expressions as the data set
 # introduces them, then the mixtures); any other code follows alphabetically, UNKNOWN last.
 EXPRESSION_ORDER = ('NE', 'HA', 'SA', 'SU', 'FE', 'AN', 'DI', 'MX')
+EXPRESSION_NAMES = {'NE': 'neutral', 'HA': 'happiness', 'SA': 'sadness', 'SU': 'surprise', 'FE': 'fear',
+                    'AN': 'anger', 'DI': 'disgust', 'MX': 'mixture'}
 BASELINE_NAMES = ('identity', 'mean_face', 'linear')
 
 _NAME_PATTERN = re.compile(r'(\d{4})_([A-Z]{2})(\d{2})')
@@ -460,6 +462,7 @@ def mean_iou(outputs, targets, threshold=0.5):
 
 _OVERALL_COLUMNS = (('rmse_mm', 'RMSE (mm)'), ('mae_mm', 'MAE (mm)'), ('within_1mm', '<= 1 mm'),
                     ('within_2mm', '<= 2 mm'), ('ms_ssim', 'MS-SSIM'))
+HEAT_MAP_PERCENTILE = 99
 _SHARE_METRICS = {'within_1mm', 'within_2mm', 'rank1', 'eer'}
 _MISSING = '-'
 
@@ -572,8 +575,8 @@ def report_markdown(metrics):
     return "\n".join(lines)
 
 
-def _plot_report(metrics, mean_abs_error_map_mm, path):
-    """report.png: RMSE per expression (model, identity, linear) and the model's error heat map."""
+def report_figure(metrics, mean_abs_error_map_mm):
+    """The Figure of report.png: RMSE per expression (model, identity, linear) and the model's error heat map."""
     # The object-oriented API with the Agg canvas draws off screen without switching pyplot's global
     # backend under the caller.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -602,13 +605,16 @@ def _plot_report(metrics, mean_abs_error_map_mm, path):
         # NaN (no face there in any image, as mean_abs_error_map gives) or an exact 0 (a map summed
         # with zeros outside the face) is background.
         shown = np.ma.masked_where(~np.isfinite(error_map) | (error_map == 0), error_map)
-        image = heat.imshow(shown, cmap='inferno')
-        figure.colorbar(image, ax=heat, label='mean |error| (mm)')
+        # A few silhouette pixels err by ~10 mm, most of the face by ~1: a scale up to the maximum would
+        # paint the face black, so it stops at a high percentile and the colour bar says so.
+        top = float(np.percentile(shown.compressed(), HEAT_MAP_PERCENTILE)) if shown.count() else 1.0
+        image = heat.imshow(shown, cmap='inferno', vmin=0, vmax=top)
+        figure.colorbar(image, ax=heat, extend='max',
+                        label=f'mean |error| (mm), clipped at its {HEAT_MAP_PERCENTILE}th percentile')
     heat.set_title("model's mean absolute error per pixel")
     heat.set_axis_off()
     figure.tight_layout()
-    with atomic_write(path) as file:
-        figure.savefig(file, dpi=100, format='png')
+    return figure
 
 
 def write_report(metrics, results_dir, mean_abs_error_map_mm):
@@ -618,12 +624,27 @@ def write_report(metrics, results_dir, mean_abs_error_map_mm):
     image_path = os.path.join(results_dir, 'report.png')
     with atomic_write(markdown_path, 'w') as handle:
         handle.write(report_markdown(metrics))
-    _plot_report(metrics, mean_abs_error_map_mm, image_path)
+    with atomic_write(image_path) as file:
+        report_figure(metrics, mean_abs_error_map_mm).savefig(file, dpi=100, format='png')
     return markdown_path, image_path
 
 
+def recognition_summary(metrics):
+    """One line: rank-1 rate and equal-error rate, neutralised vs raw, or why recognition did not run."""
+    result = metrics.get('recognition')
+    if not result or 'skipped' in result:
+        return f"recognition skipped: {(result or {}).get('skipped', 'not run')}"
+    neutralised, raw = result['neutralised'], result['raw']
+    return (f"recognition (gallery: {result['n_gallery']} neutral faces; {result['n_probes']} expressive probes):\n"
+            f"  rank-1 {_format_value('rank1', neutralised['rank1'])} neutralised vs "
+            f"{_format_value('rank1', raw['rank1'])} raw; equal-error rate {_format_value('eer', neutralised['eer'])} "
+            f"vs {_format_value('eer', raw['eer'])}")
+
+
 def print_table(metrics):
-    """Print the overall comparison and the RMSE per expression as plain-text tables."""
+    """Print the overall comparison, the RMSE per expression and the recognition result."""
     print("\n".join(_text_table(*_overall_rows(metrics))))
     print()
     print("\n".join(_text_table(*_group_rmse_rows(metrics, 'per_expression'))))
+    print()
+    print(recognition_summary(metrics))

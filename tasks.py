@@ -12,8 +12,13 @@ import evaluation
 import generated_data
 import lfw_parts
 from depth_dataset import DataError, Dataset
-from depth_png import mm_to_network, network_to_mm
+from depth_png import FULL_SCALE_MM, mm_to_network, network_to_mm
 from plotting import thresholded
+
+
+def masked_mean(tf, values, weight):
+    """The weighted mean of a tensor (0 where the weights sum to 0, e.g. a batch without any face)."""
+    return tf.math.divide_no_nan(tf.reduce_sum(values * weight), tf.reduce_sum(weight))
 
 
 class RemovalTask:
@@ -22,6 +27,9 @@ class RemovalTask:
     loss_regions = ('face', 'image')
     default_loss = 'mse'
     score_name = 'valid RMSE (mm)'
+    training_score_tag = 'rmse_mm'
+    grid_shows_depth = True
+    report_files = ('report.md', 'report.png')
 
     @staticmethod
     def load(args, split):
@@ -59,6 +67,16 @@ class RemovalTask:
         return logits
 
     @staticmethod
+    def training_score(tf, output, targets):
+        """The training batch's RMSE over the face in mm, whatever the loss: it compares with validation's."""
+        face = tf.cast(targets > 0, tf.float32)
+        return tf.sqrt(masked_mean(tf, tf.square(output - targets), face)) * FULL_SCALE_MM
+
+    @staticmethod
+    def format_training_score(score):
+        return f'train RMSE {score:.3f} mm'
+
+    @staticmethod
     def valid_score(outputs, targets):
         """Mean over images of each image's RMSE in mm over its face: lower is better."""
         per_image = evaluation.per_image_face_rmse(network_to_mm(outputs), network_to_mm(targets))
@@ -73,21 +91,27 @@ class RemovalTask:
         """Outputs with the background (below --threshold-mm) set to 0: a clean face silhouette."""
         return thresholded(outputs, mm_to_network(args.threshold_mm))
 
-    def evaluate(self, args, test_set, outputs, checkpoint, gallery=None, gallery_outputs=None):
+    def evaluate(self, args, test_set, outputs, checkpoint, say, gallery=None, gallery_outputs=None):
         """test_metrics.json: the model beside the baselines, per expression and level, and recognition (on the
-        test split, and on the generated gallery when there is one)."""
+        test split, and on the generated gallery when there is one). say(text) tells what it is doing, as each
+        part takes seconds."""
         inputs_mm, targets_mm = (network_to_mm(test_set.inputs[..., 0]), network_to_mm(test_set.targets[..., 0]))
         outputs_mm = network_to_mm(outputs[..., 0])
+        say("the model's errors and MS-SSIM")
         model = evaluation.summarise(evaluation.per_image_metrics(outputs_mm, targets_mm), test_set.names)
         metrics = {key: value for key, value in model.items() if key != 'n'}
         metrics.update(n_images=model['n'], checkpoint=evaluation.recorded_path(checkpoint),
                        data=evaluation.recorded_path(args.data),
                        ms_ssim_filter_size=evaluation.MS_SSIM_FILTER_SIZE)
+        say("the baselines (identity; mean face and linear, fitted on the training split)")
         metrics.update(self._baselines(args, inputs_mm, targets_mm, test_set.names))
+        say("recognition, raw and neutralised")
         metrics['recognition'] = self._recognition(test_set.names, inputs_mm, targets_mm,
                                                    network_to_mm(self.thresholded(outputs, args)[..., 0]))
         if gallery is not None:
+            say(f"recognition on the gallery of {args.gallery_subjects} generated identities")
             metrics['recognition_gallery'] = self._gallery_recognition(args, gallery, gallery_outputs)
+        say("the report")
         evaluation.write_report(metrics, args.results_dir, evaluation.mean_abs_error_map(outputs_mm, targets_mm))
         return metrics
 
@@ -164,6 +188,9 @@ class SegmentationTask:
     loss_regions = ('image',)
     default_loss = 'rmse'
     score_name = 'valid pixel error (%)'
+    training_score_tag = 'pixel_accuracy'
+    grid_shows_depth = False
+    report_files = ()
     THRESHOLD = 0.5
 
     @staticmethod
@@ -181,6 +208,15 @@ class SegmentationTask:
     def output(tf, logits, inputs, architecture):
         return tf.sigmoid(logits)
 
+    def training_score(self, tf, output, targets):
+        """The training batch's per-pixel accuracy in %, as validation reports it."""
+        right = tf.equal(output >= self.THRESHOLD, targets >= self.THRESHOLD)
+        return 100 * tf.reduce_mean(tf.cast(right, tf.float32))
+
+    @staticmethod
+    def format_training_score(score):
+        return f'train accuracy {score:.2f} %'
+
     def valid_score(self, outputs, targets):
         """100 - per-pixel accuracy in %: lower is better, as the training loop wants."""
         return 100 - 100 * evaluation.pixel_accuracy(outputs, targets, self.THRESHOLD)
@@ -193,8 +229,9 @@ class SegmentationTask:
         """The predicted mask: probability >= 0.5 is face, as in the original's figure."""
         return (outputs >= self.THRESHOLD).astype(np.float32)
 
-    def evaluate(self, args, test_set, outputs, checkpoint, gallery=None, gallery_outputs=None):
+    def evaluate(self, args, test_set, outputs, checkpoint, say, gallery=None, gallery_outputs=None):
         """test_metrics.json: per-pixel accuracy and mean IoU of the two classes, in percent."""
+        say("accuracy and IoU")
         iou_background, iou_face = evaluation.iou_per_class(outputs, test_set.targets, self.THRESHOLD)
         percent = lambda fraction: 100 * fraction
         return {

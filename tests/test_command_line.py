@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import NO_GENERATED, REPO, TINY_NETWORK, assert_one_line_error, run_program, write_synthetic_data
+from conftest import NO_GENERATED, REPO, TINY_NETWORK, assert_one_line_error, run_program
 import evaluation
 
 
@@ -39,11 +39,34 @@ def test_training_writes_checkpoints_grids_and_logs(trained):
     assert any(n.startswith('events.out.tfevents') for n in os.listdir(results / 'logs'))
 
 
+def test_a_tiny_training_shows_its_scores_in_mm_and_draws_its_last_step(tiny_data, tmp_path):
+    results = tmp_path / 'results'
+    finished = train_tiny(tiny_data, tmp_path / 'checkpoints', results, '--max-steps', 7, '--summary-every', 1)
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.splitlines()
+    assert any(line.startswith('step 5: valid RMSE ') and line.endswith(' mm (best so far, saved)') for line in lines)
+    progress = [line for line in lines if line.startswith('step 7/7  epoch 3  train RMSE ')]
+    assert progress and progress[0].split('train RMSE ')[1].split(' mm  ')[0].replace('.', '').isdigit()
+    assert all(len(line) <= 80 for line in lines if line.startswith('step '))
+    assert os.listdir(results) and sorted(n for n in os.listdir(results) if n.endswith('.png')) == ['step_000007.png']
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    logs = EventAccumulator(str(results / 'logs')).Reload()
+    assert {'train/loss', 'train/rmse_mm', 'valid/valid RMSE (mm)'} <= set(logs.Tags()['scalars'])
+    assert logs.Tags()['images'] == ['valid/grid']
+    assert [event.step for event in logs.Scalars('valid/valid RMSE (mm)')] == [5, 7]
+
+
 def test_test_mode_metrics_match_a_numpy_recomputation(trained, tmp_path):
     data, checkpoints, _ = trained
     finished = run_program('--mode', 'test', '--data', data, '--checkpoint-dir', checkpoints,
                            '--results-dir', tmp_path)
     assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.splitlines()
+    for stage in ('loading the test split', "testing", 'the baselines', 'recognition, raw and neutralised', 'the grids'):
+        assert any(line.startswith(f'convworking.py: {stage}') for line in lines), (stage, lines)
+    assert 'recognition (gallery: 2 neutral faces; 6 expressive probes):' in lines
+    assert lines[-1].endswith(f'wrote test_metrics.json, report.md, report.png, test_grid_1.png in {tmp_path}')
     metrics = json.loads((tmp_path / 'test_metrics.json').read_text())
     assert os.path.exists(tmp_path / 'test_grid_1.png') and os.path.exists(tmp_path / 'report.md')
 
@@ -63,6 +86,9 @@ def test_test_mode_metrics_match_a_numpy_recomputation(trained, tmp_path):
     assert metrics['n_images'] == len(test_set)
     assert metrics['rmse_mm'] == pytest.approx(np.mean([np.sqrt(np.mean(e ** 2)) for e in errors]), rel=1e-4)
     assert metrics['mae_mm'] == pytest.approx(np.mean([np.mean(np.abs(e)) for e in errors]), rel=1e-4)
+    recognition = metrics['recognition']['neutralised']
+    assert (f"  rank-1 {100 * recognition['rank1']:.1f} % neutralised vs" in finished.stdout
+            and f"equal-error rate {100 * recognition['eer']:.1f} % vs" in finished.stdout)
     neutral = [i for i, name in enumerate(test_set.names) if '_NE' in name]
     assert metrics['per_expression']['NE']['n'] == len(neutral)
     assert metrics['per_expression']['NE']['rmse_mm'] == pytest.approx(
@@ -101,6 +127,42 @@ def test_a_killed_run_resumes_at_its_last_saved_step(tiny_data, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert f'latest-{saved_step} ' in resumed.stdout and f'steps {saved_step} -> {saved_step + 3}' in resumed.stdout
     assert (checkpoints / 'remove' / f'latest-{saved_step + 3}.index').exists()
+
+
+def test_checkpoint_accepts_the_checkpoint_dir_of_the_training(trained, tmp_path):
+    data, checkpoints, _ = trained
+    finished = run_program('--mode', 'test', '--data', data, '--checkpoint', checkpoints, '--results-dir', tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert f'testing {checkpoints / "remove" / "best-"}' in finished.stdout
+
+
+def test_ctrl_c_names_the_step_kept_and_the_command_that_resumes(tiny_data, tmp_path):
+    checkpoints, results = tmp_path / 'checkpoints', tmp_path / 'results'
+    arguments = ['--mode', 'train', '--data', tiny_data, '--checkpoint-dir', str(checkpoints), '--results-dir',
+                 str(results), *TINY_NETWORK, '--max-steps', '100000', '--save-every', '5', '--restart']
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, 'convworking.py'), *arguments],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    state = checkpoints / 'remove' / 'checkpoint'
+    try:
+        assert wait_for(lambda: state.exists() and 'latest-5' in state.read_text(), 300)
+    finally:
+        process.send_signal(signal.SIGINT)
+        stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 130 and 'Traceback' not in stderr, stderr
+    message = stderr.strip().splitlines()[-1]
+    import tensorflow as tf
+    kept = tf.train.latest_checkpoint(str(checkpoints / 'remove'))
+    assert message.startswith(f'convworking.py: interrupted; kept the checkpoint of step {kept.rsplit("-", 1)[1]} '
+                              f'({kept}), the steps after it are lost.')
+    assert message.endswith('Resume with: python convworking.py ' + ' '.join(arguments[:-1]))   # no --restart
+
+
+def test_help_answers_at_once_with_examples_and_defaults():
+    started = time.time()
+    finished = run_program('--help')
+    assert finished.returncode == 0 and time.time() - started < 4       # TensorFlow is not imported for it
+    assert 'examples:' in finished.stdout and '--max-steps 200 --checkpoint-dir runs/smoke' in finished.stdout
+    assert 'batch order (default: 0)' in ' '.join(finished.stdout.split())
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -144,7 +206,7 @@ def test_bad_images(data_copy, tmp_path, bad_image, message):
 
 def test_test_mode_without_checkpoint(tiny_data, tmp_path):
     finished = run_program('--mode', 'test', '--data', tiny_data, '--checkpoint-dir', tmp_path)
-    assert_one_line_error(finished, 'no checkpoint found')
+    assert_one_line_error(finished, 'no checkpoint found', f'nor in {tmp_path / "remove"}')
 
 
 def test_checkpoint_of_another_architecture(trained, tmp_path):

@@ -1,6 +1,5 @@
 """Loading the face model (.npz or an ICT-FaceKit FaceXModel folder) and building faces from weights."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -118,3 +118,30 @@ def test_calibrating_batch_norm_makes_test_mode_agree_with_batch_statistics():
         network.calibrate_batch_norm(session, [batch] * 200)   # 0.9 ** 200: the initial averages are gone
         after = np.abs(session.run(network.output, {network.inputs: batch}) - with_batch_statistics).max()
     assert before > 10 * tolerance and after < tolerance, (before, after, tolerance)
+
+
+def test_the_training_score_is_the_batch_rmse_over_the_face_in_mm():
+    graph, network = build(TINY)
+    rng = np.random.default_rng(1)
+    pairs = [synthetic_pair(rng, index) for index in range(2)]
+    inputs, targets = (mm_to_network(np.stack(side))[..., np.newaxis] for side in zip(*pairs))
+    with graph.as_default(), tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        output, score, loss = session.run([network.output, network.training_score, network.loss],
+                                          {network.inputs: inputs, network.targets: targets})
+    face = targets > 0
+    expected = np.sqrt(np.mean((output[face] - targets[face]) ** 2)) * 127.5
+    assert score == pytest.approx(expected, rel=1e-4)
+    assert 0 < score and loss == pytest.approx(np.mean((output - targets) ** 2), rel=1e-4)  # the loss stays as it was
+
+
+def test_the_segmentation_training_score_is_the_pixel_accuracy_in_percent():
+    graph, network = build(dict(TINY, task='segment', residual=False))
+    rng = np.random.default_rng(2)
+    inputs = rng.random((2, 128, 128, 1), np.float32)
+    targets = (rng.random((2, 128, 128, 1)) < 0.3).astype(np.float32)
+    with graph.as_default(), tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        output, score = session.run([network.output, network.training_score],
+                                    {network.inputs: inputs, network.targets: targets})
+    assert score == pytest.approx(100 * np.mean((output >= 0.5) == (targets >= 0.5)), rel=1e-5)

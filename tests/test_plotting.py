@@ -1,0 +1,70 @@
+"""The results grid (labels, height scale, lit relief) and the report's heat map, by the figures' contents."""
+import numpy as np
+import pytest
+
+import evaluation
+from conftest import synthetic_pair
+from depth_png import mm_to_network
+from plotting import HEIGHT_LABEL, LIGHT, ROW_TITLES, lit_relief, results_grid_figure, save_results_grid
+
+
+def figure_texts(figure):
+    return [text.get_text() for text in figure.findobj(lambda artist: hasattr(artist, 'get_text'))]
+
+
+def depth_rows(count):
+    rng = np.random.default_rng(0)
+    pairs = [synthetic_pair(rng, index) for index in range(count)]
+    inputs, targets = (mm_to_network(np.stack(side))[..., np.newaxis] for side in zip(*pairs))
+    return inputs, targets, targets * 0.99, targets
+
+
+def test_the_depth_grid_labels_rows_and_columns_and_has_a_height_scale(tmp_path):
+    names = ['0100_HA04.png', '0101_SU02.png', 'my_scan.png']
+    figure = results_grid_figure(depth_rows(3), names, 'test split, best-6000')
+    texts = figure_texts(figure)
+    for label in ('0100 HA04\nhappiness', '0101 SU02\nsurprise', 'my_scan', 'test split, best-6000', HEIGHT_LABEL,
+                  *ROW_TITLES):
+        assert label in texts, (label, texts)
+    axes = figure.axes
+    assert len(axes) == 4 * 3 + 1                                # 12 images and the colour bar
+    assert axes[-1].get_ylabel() == HEIGHT_LABEL
+    assert axes[-1].get_ylim()[0] == 0 and axes[-1].get_ylim()[1] >= 40    # heights in mm, not network units
+    save_results_grid(tmp_path / 'grid.png', depth_rows(3), names, 'title')
+    assert (tmp_path / 'grid.png').read_bytes().startswith(b'\x89PNG')
+
+
+def test_the_segmentation_grid_stays_grey_without_a_height_scale():
+    rng = np.random.default_rng(0)
+    rows = [rng.random((2, 128, 128, 1)) for _ in range(4)]
+    figure = results_grid_figure(rows, ['Aaron_Eckhart_0001.jpg', 'b.jpg'], 'segment', depth=False)
+    assert HEIGHT_LABEL not in figure_texts(figure) and len(figure.axes) == 8
+    assert 'Aaron_Eckhart_00' in figure_texts(figure)
+
+
+def test_the_relief_is_shaded_by_the_surface_normal_and_white_where_there_is_no_surface():
+    height = np.zeros((8, 8))
+    height[:, 4:] = 50 + 1.5 * np.arange(4)        # a plane rising to the right at 45 degrees
+    norm = lambda values: np.clip(np.asarray(values) / 100, 0, 1)
+    rgb = lit_relief(height, norm)
+    assert rgb.shape == (8, 8, 3) and np.all(rgb[:, :4] == 1)
+    normal = np.array([-1, 0, 1]) / np.sqrt(2)
+    facing = np.clip(normal @ LIGHT.direction, 0, 1)
+    colour = LIGHT.blend_soft_light(np.array([[lit_colour(0.515)]]), np.array([[[facing]]]))[0, 0]
+    assert rgb[3, 5] == pytest.approx(colour)
+
+
+def lit_colour(value):
+    from plotting import HEIGHT_COLOURS
+    return HEIGHT_COLOURS(value)[:3]
+
+
+def test_the_heat_map_stops_at_the_99th_percentile_and_says_so():
+    error_map = np.full((128, 128), np.nan)
+    error_map[30:90, 40:80] = np.linspace(0.1, 3, 60)[:, np.newaxis]
+    error_map[30, 40] = 11.0                         # one silhouette pixel far off
+    metrics = {'per_expression': {}}
+    figure = evaluation.report_figure(metrics, error_map)
+    heat_image = figure.axes[1].get_images()[0]
+    assert heat_image.get_clim() == (0, pytest.approx(np.nanpercentile(error_map, 99)))
+    assert 'mean |error| (mm), clipped at its 99th percentile' in [axis.get_ylabel() for axis in figure.axes]
