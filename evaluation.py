@@ -629,13 +629,13 @@ def write_report(metrics, results_dir, mean_abs_error_map_mm):
     return markdown_path, image_path
 
 
-def recognition_summary(metrics):
-    """One line: rank-1 rate and equal-error rate, neutralised vs raw, or why recognition did not run."""
-    result = metrics.get('recognition')
+def recognition_summary(result, where='test split'):
+    """Rank-1 rate and equal-error rate, neutralised vs raw, or why recognition did not run."""
     if not result or 'skipped' in result:
         return f"recognition skipped: {(result or {}).get('skipped', 'not run')}"
     neutralised, raw = result['neutralised'], result['raw']
-    return (f"recognition (gallery: {result['n_gallery']} neutral faces; {result['n_probes']} expressive probes):\n"
+    return (f"recognition on the {where} (gallery: {result['n_gallery']} neutral faces; "
+            f"{result['n_probes']} expressive probes):\n"
             f"  rank-1 {_format_value('rank1', neutralised['rank1'])} neutralised vs "
             f"{_format_value('rank1', raw['rank1'])} raw; equal-error rate {_format_value('eer', neutralised['eer'])} "
             f"vs {_format_value('eer', raw['eer'])}")
@@ -647,4 +647,6 @@ def print_table(metrics):
     print()
     print("\n".join(_text_table(*_group_rmse_rows(metrics, 'per_expression'))))
     print()
-    print(recognition_summary(metrics))
+    print(recognition_summary(metrics.get('recognition')))
+    if metrics.get('recognition_gallery'):
+        print(recognition_summary(metrics['recognition_gallery'], 'generated identities'))

@@ -65,7 +65,7 @@ def test_test_mode_metrics_match_a_numpy_recomputation(trained, tmp_path):
     lines = finished.stdout.splitlines()
     for stage in ('loading the test split', "testing", 'the baselines', 'recognition, raw and neutralised', 'the grids'):
         assert any(line.startswith(f'convworking.py: {stage}') for line in lines), (stage, lines)
-    assert 'recognition (gallery: 2 neutral faces; 6 expressive probes):' in lines
+    assert 'recognition on the test split (gallery: 2 neutral faces; 6 expressive probes):' in lines
     assert lines[-1].endswith(f'wrote test_metrics.json, report.md, report.png, test_grid_1.png in {tmp_path}')
     metrics = json.loads((tmp_path / 'test_metrics.json').read_text())
     assert os.path.exists(tmp_path / 'test_grid_1.png') and os.path.exists(tmp_path / 'report.md')
