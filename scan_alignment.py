@@ -27,9 +27,10 @@ TEMPLATE_POINTS = 2500  # model vertices the registration matches; more only cos
 SEARCH_RADIUS_MM = 160.0  # scan points this far from the coarse nose can be face; the rest is ignored
 CROP_MM = 8.0  # scan points farther than this from the fitted face are hair, shoulders or background
 START_YAWS_DEG = (0.0, -20.0, 20.0)  # turns the rigid registration starts from, tried in this order
-# A registration whose inliers lie this close, and cover this much of the face, found a face.
+# A scan is a face when the rigid upper face of the model finds it near this share of its points (faces:
+# 0.9 and more; a ball of a head's size: 0.55), and the whole model then fits it this closely.
+FACE_INLIER_FRACTION = 0.75
 FACE_RESIDUAL_MM = 2.0
-FACE_INLIER_FRACTION = 0.6
 # Identity weights are N(0, 1) and expression weights about 0..1: the ridge (mm^2) keeps unseen ones near 0.
 RIDGE_MM2 = 2.0
 MAX_HOLE_MM2 = 600.0  # holes in the depth image up to this area are filled; larger ones are left as they are
@@ -192,6 +193,9 @@ def register(points, template: FaceTemplate, nose_guess):
         if candidates[-1].residual_mm < FACE_RESIDUAL_MM / 2:  # a good fit already: no need for other starts
             break
     best = min(candidates, key=lambda registration: registration.residual_mm)
+    if best.inlier_fraction < FACE_INLIER_FRACTION:  # no nose, eyes and forehead where a face has them
+        raise ScanError(f"does not look like a face (the upper face of the face model finds the scan near only "
+                        f"{100 * best.inlier_fraction:.0f} % of its points)")
     return _refine(best, template, nearest, template.sample, fit_shape=True, iterations=25)
 
 
@@ -260,9 +264,9 @@ def prepare_scan(scan, template: FaceTemplate, units=None):
     units = units or detect_units(scan.vertices)
     points = scan.vertices * MM_PER_UNIT[units]
     registration = register(points, template, prominent_point(points))
-    if registration.residual_mm > FACE_RESIDUAL_MM or registration.inlier_fraction < FACE_INLIER_FRACTION:
-        raise ScanError(f"does not look like a face in {units} (the face model fits {registration.residual_mm:.1f} mm "
-                        f"away over {100 * registration.inlier_fraction:.0f} % of it; --units sets the units)")
+    if registration.residual_mm > FACE_RESIDUAL_MM:
+        raise ScanError(f"does not look like a face in {units} (the face model fits it only within "
+                        f"{registration.residual_mm:.1f} mm; --units sets the units)")
     nose_tip = template.neutral_nose_tip(registration.weights)
     in_model = registration.to_model(points)
     kept = near_face(in_model, template.face(registration.weights))

@@ -11,8 +11,12 @@ is the exact convention-v1 render of the same face in the subject's neutral fram
 """
 import numpy as np
 
-from make_dataset import PROTOTYPES, prototype_weights, render_depth_mm, rotated_about
+from make_dataset import prototype_weights, render_depth_mm, rotated_about
+from mesh_io import Scan
 from rasterise import rasterise_depth
+from scan_alignment import MM_PER_UNIT
+
+HEIGHT_ERROR_BOUND_MM = 0.5  # the issue's bound on the median height error over the face
 
 
 def new_subject(model, rng, expression=None, intensity=1.0):
@@ -54,3 +58,58 @@ def scanner_view(face, triangles, spacing_mm=1.0, max_edge_mm=10.0):
     vertices = points[seen]
     edges = np.linalg.norm(vertices[triangles] - vertices[np.roll(triangles, 1, axis=1)], axis=2)
     return vertices, triangles[edges.max(axis=1) <= max_edge_mm]
+
+
+def with_holes(vertices, triangles, rng, count=3, radius_mm=6.0):
+    """The mesh without the vertices (and their triangles) within radius_mm of `count` random vertices."""
+    centres = vertices[rng.choice(len(vertices), count, replace=False)]
+    kept = (np.linalg.norm(vertices[:, None] - centres[None], axis=2) > radius_mm).all(axis=1)
+    new_index = np.cumsum(kept) - 1
+    return vertices[kept], new_index[triangles[kept[triangles].all(axis=1)]]
+
+
+def hair_and_shoulders(face, rng, count=4000):
+    """Points that are no face: a cap of hair above and behind the forehead and shoulders below the chin."""
+    top, bottom = face[:, 1].max(), face[:, 1].min()
+    centre_x, back = face[:, 0].mean(), face[:, 2].min()
+    angle = rng.uniform(0, np.pi, count // 2)
+    hair = np.column_stack([centre_x + 90 * np.cos(angle), top + 20 * np.sin(angle) + rng.normal(0, 3, count // 2),
+                            back + rng.uniform(0, 80, count // 2)])
+    shoulders = np.column_stack([centre_x + rng.uniform(-200, 200, count // 2), bottom - rng.uniform(20, 80, count // 2),
+                                 back + rng.uniform(-20, 60, count // 2)])
+    return np.concatenate([hair, shoulders])
+
+
+def two_view_scan(face, triangles, spacing_mm=1.4, view_yaw_deg=30.0):
+    """What a two-view scanner (cameras 30 degrees left and right, as stereo face scanners have) sees of a mesh:
+    the two grids of scanner_view merged, as one mesh of two overlapping sheets."""
+    centre = face.mean(axis=0)
+    vertices, sheets = [], []
+    for yaw in (-view_yaw_deg, view_yaw_deg):
+        seen, grid_triangles = scanner_view(rotated_about(face, centre, yaw, 0, 0), triangles, spacing_mm)
+        sheets.append(grid_triangles + sum(len(v) for v in vertices))
+        vertices.append(rotated_about(seen, centre, -yaw, 0, 0))
+    return np.concatenate(vertices), np.concatenate(sheets)
+
+
+def synthetic_scan(model, neutral, face, rng, kind, unit, pose, shift_mm=1000.0, noise_mm=0.2):
+    """A Scan of the face turned by `pose` (yaw, pitch, roll in degrees about the neutral nose tip), shifted by
+    up to shift_mm along each axis, in `unit`, with Gaussian noise. kind: 'mesh' (the model's own mesh, with
+    three holes), 'scanner' (a two-view scanner's mesh, two_view_scan, with hair and shoulders as loose
+    points) or 'cloud' (the same scan's points only)."""
+    turned = posed(face, neutral[model.nose_tip], **pose, shift=rng.uniform(-shift_mm, shift_mm, 3))
+    if kind == 'mesh':
+        vertices, triangles = with_holes(turned, model.triangles, rng)
+    else:
+        vertices, triangles = two_view_scan(turned, model.triangles)
+        vertices = np.concatenate([vertices, hair_and_shoulders(turned, rng)])
+        if kind == 'cloud':
+            triangles = np.zeros((0, 3), np.int64)
+    vertices = vertices + rng.normal(0, noise_mm, vertices.shape)
+    return Scan(vertices / MM_PER_UNIT[unit], triangles)
+
+
+def not_a_face(rng, count=20000):
+    """A point cloud of a ball of a head's size: round and smooth, but no face."""
+    direction = rng.normal(size=(count, 3))
+    return Scan(100 * direction / np.linalg.norm(direction, axis=1, keepdims=True), np.zeros((0, 3), np.int64))
