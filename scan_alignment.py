@@ -31,8 +31,10 @@ START_YAWS_DEG = (0.0, -20.0, 20.0)  # turns the rigid registration starts from,
 # 0.9 and more; a ball of a head's size: 0.55), and the whole model then fits it this closely.
 FACE_INLIER_FRACTION = 0.75
 FACE_RESIDUAL_MM = 2.0
-# Identity weights are N(0, 1) and expression weights about 0..1: the ridge (mm^2) keeps unseen ones near 0.
-RIDGE_MM2 = 2.0
+# Ridge terms (mm^2) on the weights. Some identity modes turn or shift the face a little, so the pose of the
+# model frame rests partly on the prior (identity weights ~ N(0, 1)); expression weights are 0 to 1, mostly 0.
+RIDGE_IDENTITY_MM2 = 2.0
+RIDGE_EXPRESSION_MM2 = 2.0
 MAX_HOLE_MM2 = 600.0  # holes in the depth image up to this area are filled; larger ones are left as they are
 SPLAT_FRONT_MM = 3.0  # points of a pixel this far behind its front-most point belong to a hidden surface
 
@@ -221,7 +223,8 @@ def _refine(registration, template, nearest, vertices, fit_shape, iterations):
                                               modes[:, inlier] if fit_shape else None)
         if fit_shape:
             ridge = np.zeros(rows.shape[1])
-            ridge[6:] = RIDGE_MM2
+            ridge[6:6 + template.identity_count] = RIDGE_IDENTITY_MM2
+            ridge[6 + template.identity_count:] = RIDGE_EXPRESSION_MM2
             solution = np.linalg.solve(rows.T @ rows + np.diag(ridge), rows.T @ values)
             weights = solution[6:]
         else:

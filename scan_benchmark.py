@@ -5,16 +5,27 @@ its own seed), neutral or expressive, seen by a frontal scanner after being turn
 units, with defects (noise, holes, hair and shoulders, coarse sampling), written as OBJ or PLY. Its answer
 is the exact convention-v1 render of the same face in the subject's neutral frame (make_dataset).
 
-    python scan_benchmark.py                       # the full pose grid, then prepare -> infer with the
-                                                   # shipped model (checkpoints/remove)
-    python scan_benchmark.py --checkpoint PATH --output results/scan_benchmark.json
+    python scan_benchmark.py      # the full pose grid, then prepare -> infer with the shipped model
+                                  # (checkpoints/remove); writes results/scan_benchmark.json
+    python scan_benchmark.py --checkpoint PATH --output FILE.json
 """
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
 import numpy as np
 
-from make_dataset import prototype_weights, render_depth_mm, rotated_about
+from depth_png import read_depth_png, write_depth_png
+from face_model import load_face_model
+from make_dataset import DEFAULT_FACE_MODEL, PROTOTYPES, REPOSITORY, prototype_weights, render_depth_mm, rotated_about
 from mesh_io import Scan
 from rasterise import rasterise_depth
-from scan_alignment import MM_PER_UNIT
+from scan_alignment import MM_PER_UNIT, face_template, prepare_scan
 
 HEIGHT_ERROR_BOUND_MM = 0.5  # the issue's bound on the median height error over the face
 
@@ -113,3 +124,95 @@ def not_a_face(rng, count=20000):
     """A point cloud of a ball of a head's size: round and smooth, but no face."""
     direction = rng.normal(size=(count, 3))
     return Scan(100 * direction / np.linalg.norm(direction, axis=1, keepdims=True), np.zeros((0, 3), np.int64))
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+
+POSE_GRID = {'yaw': (-25, 0, 25), 'pitch': (-12, 0, 12), 'roll': (-12, 0, 12)}  # degrees: the promised ranges
+KINDS, UNITS, CODES = ('mesh', 'scanner', 'cloud'), ('m', 'cm', 'mm'), (None, *PROTOTYPES)
+
+
+def height_error_and_coverage(depth_mm, exact_mm):
+    """Median absolute height difference (mm) where both images have a surface, and the share of the exact
+    render's face that the prepared image covers."""
+    face = exact_mm > 0
+    both = face & (depth_mm > 0)
+    return float(np.median(np.abs(depth_mm - exact_mm)[both])), float(both.sum() / face.sum())
+
+
+def measure_prepare(model, folder, seed):
+    """Prepare one synthetic scan per pose of POSE_GRID (new identity, expression, kind and units vary);
+    write the prepared images, their exact renders and the neutral targets into folder/{prepared,exact,target}."""
+    template = face_template(model)
+    rng = np.random.default_rng(seed)
+    for name in ('prepared', 'exact', 'target'):
+        os.makedirs(os.path.join(folder, name))
+    rows = []
+    for number, angles in enumerate(itertools.product(*POSE_GRID.values())):
+        pose = dict(zip(POSE_GRID, angles))
+        code, kind, unit = CODES[number % len(CODES)], KINDS[number % len(KINDS)], UNITS[(number // 3) % len(UNITS)]
+        neutral, face = new_subject(model, rng, code, intensity=float(rng.uniform(0.5, 1.0)))
+        scan = synthetic_scan(model, neutral, face, rng, kind, unit, pose)
+        started = time.monotonic()
+        prepared = prepare_scan(scan, template)
+        seconds = time.monotonic() - started
+        exact = exact_depth_mm(model, neutral, face)
+        error, coverage = height_error_and_coverage(prepared.depth_mm, exact)
+        name = f'{number:04d}_{code or "NE"}.png'
+        for image, subfolder in ((prepared.depth_mm, 'prepared'), (exact, 'exact'),
+                                 (exact_depth_mm(model, neutral, neutral), 'target')):
+            write_depth_png(os.path.join(folder, subfolder, name), image)
+        rows.append(dict(name=name, **pose, kind=kind, units=unit, units_found=prepared.units, vertices=len(scan.vertices),
+                         median_height_error_mm=round(error, 4), coverage=round(coverage, 4), seconds=round(seconds, 2)))
+        print(f'{name} yaw {pose["yaw"]:+3d} pitch {pose["pitch"]:+3d} roll {pose["roll"]:+3d} {kind:7s} {unit:2s} '
+              f'{len(scan.vertices):6d} vertices: median error {error:.3f} mm, coverage {100 * coverage:.1f} %, '
+              f'{seconds:.1f} s', flush=True)
+    return rows
+
+
+def neutralisation_rmse(folder, inputs, checkpoint):
+    """Mean over images of the RMSE (mm, over the target's face) of --mode infer's output on folder/inputs."""
+    output = os.path.join(folder, f'infer_{inputs}')
+    command = [sys.executable, os.path.join(REPOSITORY, 'convworking.py'), '--mode', 'infer', '--input',
+               os.path.join(folder, inputs), '--output', output] + (['--checkpoint', checkpoint] if checkpoint else [])
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    errors = {}
+    for name in sorted(os.listdir(os.path.join(folder, 'target'))):
+        target, _ = read_depth_png(os.path.join(folder, 'target', name))
+        for source, path in (('output', os.path.join(output, name)), ('input', os.path.join(folder, inputs, name))):
+            image, _ = read_depth_png(path)
+            face = target > 0
+            errors.setdefault(source, []).append(float(np.sqrt(np.mean((image - target)[face] ** 2))))
+    return {'model_rmse_mm': round(float(np.mean(errors['output'])), 3),
+            'identity_rmse_mm': round(float(np.mean(errors['input'])), 3)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Measure --mode prepare on synthetic scans over the promised '
+                                                 'pose ranges, and the whole path scan -> prepare -> infer.')
+    parser.add_argument('--checkpoint', help='the model infer uses (default: the shipped one, checkpoints/remove)')
+    parser.add_argument('--seed', type=int, default=2026, help='seed of identities, expressions, shifts and defects')
+    parser.add_argument('--output', default=os.path.join(REPOSITORY, 'results', 'scan_benchmark.json'),
+                        help='write every number here as JSON')
+    args = parser.parse_args(argv)
+    model = load_face_model(DEFAULT_FACE_MODEL)
+    with tempfile.TemporaryDirectory() as folder:
+        rows = measure_prepare(model, folder, args.seed)
+        path = {'prepared': neutralisation_rmse(folder, 'prepared', args.checkpoint),
+                'exact': neutralisation_rmse(folder, 'exact', args.checkpoint)}
+    errors = [row['median_height_error_mm'] for row in rows]
+    big = [row['seconds'] for row in rows if row['vertices'] >= 40000]
+    summary = {'scans': len(rows), 'median_height_error_mm': {'median': float(np.median(errors)), 'max': max(errors)},
+               'within_bound': sum(error <= HEIGHT_ERROR_BOUND_MM for error in errors),
+               'coverage_min': min(row['coverage'] for row in rows),
+               'units_right': sum(row['units'] == row['units_found'] for row in rows),
+               'seconds_per_scan_of_40k_vertices_or_more': float(np.median(big)) if big else None,
+               'infer_on_prepared': path['prepared'], 'infer_on_exact_renders': path['exact'],
+               'checkpoint': args.checkpoint or 'checkpoints/remove'}
+    with open(args.output, 'w') as file:
+        json.dump({'summary': summary, 'scans': rows}, file, indent=1)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == '__main__':
+    main()
