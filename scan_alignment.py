@@ -28,8 +28,8 @@ SEARCH_RADIUS_MM = 160.0  # scan points this far from the coarse nose can be fac
 CROP_MM = 8.0  # scan points farther than this from the fitted face are hair, shoulders or background
 START_YAWS_DEG = (0.0, -20.0, 20.0)  # turns the rigid registration starts from, tried in this order
 # A scan is a face when the rigid upper face of the model finds it near this share of its points (faces:
-# 0.9 and more; a ball of a head's size: 0.55), and the whole model then fits it this closely.
-FACE_INLIER_FRACTION = 0.75
+# 0.74 to 1, turned ones the least; a ball of a head's size: 0.55), and the whole model then fits it this closely.
+FACE_INLIER_FRACTION = 0.65
 FACE_RESIDUAL_MM = 2.0
 # Ridge terms (mm^2) on the weights. Some identity modes turn or shift the face a little, so the pose of the
 # model frame rests partly on the prior (identity weights ~ N(0, 1)); expression weights are 0 to 1, mostly 0.

@@ -25,7 +25,7 @@ from face_model import load_face_model
 from make_dataset import DEFAULT_FACE_MODEL, PROTOTYPES, REPOSITORY, prototype_weights, render_depth_mm, rotated_about
 from mesh_io import Scan
 from rasterise import rasterise_depth
-from scan_alignment import MM_PER_UNIT, face_template, prepare_scan
+from scan_alignment import MM_PER_UNIT, ScanError, face_template, prepare_scan
 
 HEIGHT_ERROR_BOUND_MM = 0.5  # the bound on the median height error over the face
 
@@ -154,7 +154,12 @@ def measure_prepare(model, folder, seed):
         neutral, face = new_subject(model, rng, code, intensity=float(rng.uniform(0.5, 1.0)))
         scan = synthetic_scan(model, neutral, face, rng, kind, unit, pose)
         started = time.monotonic()
-        prepared = prepare_scan(scan, template)
+        try:
+            prepared = prepare_scan(scan, template)
+        except ScanError as error:  # a failure to count, not to stop the measurement
+            rows.append(dict(number=number, **pose, kind=kind, units=unit, refused=str(error)))
+            print(f'{number:04d} {pose} {kind} {unit}: refused: {error}', flush=True)
+            continue
         seconds = time.monotonic() - started
         exact = exact_depth_mm(model, neutral, face)
         error, coverage = height_error_and_coverage(prepared.depth_mm, exact)
@@ -200,12 +205,14 @@ def main(argv=None):
         rows = measure_prepare(model, folder, args.seed)
         path = {'prepared': neutralisation_rmse(folder, 'prepared', args.checkpoint),
                 'exact': neutralisation_rmse(folder, 'exact', args.checkpoint)}
-    errors = [row['median_height_error_mm'] for row in rows]
-    big = [row['seconds'] for row in rows if row['vertices'] >= 40000]
-    summary = {'scans': len(rows), 'median_height_error_mm': {'median': float(np.median(errors)), 'max': max(errors)},
+    prepared = [row for row in rows if 'refused' not in row]
+    errors = [row['median_height_error_mm'] for row in prepared]
+    big = [row['seconds'] for row in prepared if row['vertices'] >= 40000]
+    summary = {'scans': len(rows), 'refused': len(rows) - len(prepared),
+               'median_height_error_mm': {'median': float(np.median(errors)), 'max': max(errors)},
                'within_bound': sum(error <= HEIGHT_ERROR_BOUND_MM for error in errors),
-               'coverage_min': min(row['coverage'] for row in rows),
-               'units_right': sum(row['units'] == row['units_found'] for row in rows),
+               'coverage_min': min(row['coverage'] for row in prepared),
+               'units_right': sum(row['units'] == row['units_found'] for row in prepared),
                'seconds_per_scan_of_40k_vertices_or_more': float(np.median(big)) if big else None,
                'infer_on_prepared': path['prepared'], 'infer_on_exact_renders': path['exact'],
                'checkpoint': args.checkpoint or 'checkpoints/remove'}
