@@ -93,14 +93,15 @@ def face_template(model: FaceModel, seed=0):
                         normals)
 
 
-def vertices_seen_from_front(vertices, triangles, nose_tip, tolerance_mm=0.5):
-    """Indices of the vertices inside the convention's image that a frontal depth camera sees."""
+def vertices_seen_from_front(vertices, triangles, nose_tip, tolerance_mm=1.5):
+    """Indices of the vertices inside the convention's image that a frontal depth camera sees: at most
+    tolerance_mm below the surface rendered at their nearest pixel centre (slopes make up the difference)."""
     depth = render_depth_mm(vertices, nose_tip, triangles)
     column, row, height = image_frame(vertices, nose_tip).T
     column, row = np.round(column).astype(int), np.round(row).astype(int)
     inside = (column >= 0) & (column < IMAGE_SIZE) & (row >= 0) & (row < IMAGE_SIZE)
     seen = np.zeros(len(vertices), bool)
-    seen[inside] = height[inside] > depth[row[inside], column[inside]] - tolerance_mm * PIXEL_PITCH_MM * 2
+    seen[inside] = height[inside] > depth[row[inside], column[inside]] - tolerance_mm
     return np.flatnonzero(seen & (height > 0))
 
 
@@ -209,10 +210,7 @@ def _refine(registration, template, nearest, vertices, fit_shape, iterations):
     modes = template.modes[:, vertices]  # (M, n, 3)
     centre = template.mean[template.nose_tip]
     for iteration in range(iterations):
-        target = template.mean[vertices] + np.einsum('m,mvk->vk', weights, modes)
-        # Matches come from the template's side: extra scan parts (hair, shoulders) then never pull.
-        matched = (nearest((target - translation) @ rotation) @ rotation.T) + translation
-        distance = np.linalg.norm(matched - target, axis=1)
+        target, matched, distance = _matches(template.mean[vertices], modes, weights, nearest, rotation, translation)
         limit = max(20.0 * 0.8 ** iteration, 3.0 * np.median(distance), 1.0)
         inlier = distance < limit
         if inlier.sum() < 20:
@@ -225,18 +223,28 @@ def _refine(registration, template, nearest, vertices, fit_shape, iterations):
             ridge = np.zeros(rows.shape[1])
             ridge[6:6 + template.identity_count] = RIDGE_IDENTITY_MM2
             ridge[6 + template.identity_count:] = RIDGE_EXPRESSION_MM2
-            solution = np.linalg.solve(rows.T @ rows + np.diag(ridge), rows.T @ values)
+            # OpenCV's single-threaded products: numpy's threaded BLAS is 3x slower on a busy 2-core machine.
+            normal_matrix = cv2.mulTransposed(rows, True) + np.diag(ridge)
+            solution = cv2.solve(normal_matrix, cv2.gemm(rows, values[:, None], 1, None, 0, flags=cv2.GEMM_1_T),
+                                 flags=cv2.DECOMP_CHOLESKY)[1].ravel()
             weights = solution[6:]
         else:
             solution = np.linalg.lstsq(rows, values, rcond=None)[0]
         step = small_rotation(solution[:3])
         rotation = step @ rotation
         translation = step @ (translation - centre) + centre + solution[3:6]
-    target = template.mean[vertices] + np.einsum('m,mvk->vk', weights, modes)
-    distance = np.linalg.norm(nearest((target - translation) @ rotation) @ rotation.T + translation - target, axis=1)
+    _, _, distance = _matches(template.mean[vertices], modes, weights, nearest, rotation, translation)
     inlier = distance < 3.0
     residual = float(np.median(distance[inlier])) if inlier.any() else np.inf
     return Registration(rotation, translation, weights, residual, float(inlier.mean()))
+
+
+def _matches(mean, modes, weights, nearest, rotation, translation):
+    """The template points (model frame), the scan point nearest each (moved into the model frame), and their
+    distances. Matches come from the template's side: extra scan parts (hair, shoulders) then never pull."""
+    target = mean + np.einsum('m,mvk->vk', weights, modes)
+    matched = nearest((target - translation) @ rotation) @ rotation.T + translation
+    return target, matched, np.linalg.norm(matched - target, axis=1)
 
 
 def _point_to_plane_system(matched, base, normals, modes):
