@@ -30,6 +30,7 @@ START_YAWS_DEG = (0.0, -20.0, 20.0)  # turns the rigid registration starts from,
 # A scan is a face when the rigid upper face of the model finds it near this share of its points (faces:
 # 0.74 to 1, turned ones the least; a ball of a head's size: 0.55), and the whole model then fits it this closely.
 FACE_INLIER_FRACTION = 0.65
+GOOD_START_INLIER_FRACTION = 0.9  # a start this good needs no other starts
 FACE_RESIDUAL_MM = 2.0
 # Ridge terms (mm^2) on the weights. Some identity modes turn or shift the face a little, so the pose of the
 # model frame rests partly on the prior (identity weights ~ N(0, 1)); expression weights are 0 to 1, mostly 0.
@@ -128,8 +129,9 @@ class Registration:
         return points @ self.rotation.T + self.translation
 
 
-def prominent_point(points, cell_mm=2.0, surround_mm=40.0):
-    """The most prominent point seen along -z: the nose of a roughly frontal face.
+def prominent_points(points, count=3, cell_mm=2.0, surround_mm=40.0):
+    """The `count` most prominent points seen along -z, most prominent first, each at least surround_mm / 2
+    from the others: the nose of a roughly frontal face is one of them, usually the first.
 
     Prominence is the height above the surroundings on its left, right, upper and lower side, whichever is
     highest: height alone would take the forehead of a face tilted back, or a turned cheek, and a chin
@@ -150,9 +152,14 @@ def prominent_point(points, cell_mm=2.0, surround_mm=40.0):
         mean = cv2.filter2D(height_map * occupied, -1, side, borderType=cv2.BORDER_CONSTANT) / np.maximum(cover, 1e-6)
         # A side that is mostly empty (a scan's outline) says nothing: the mean would sink to the floor.
         prominence = np.minimum(prominence, np.where(cover > 0.7, height_map - mean, -np.inf))
-    row, column = np.unravel_index(np.argmax(prominence), prominence.shape)
-    return np.array([low[0] + (column + 0.5) * cell_mm, low[1] + (row + 0.5) * cell_mm,
-                     height_map[row, column] + floor])
+    peaks = []
+    for _ in range(count):
+        row, column = np.unravel_index(np.argmax(prominence), prominence.shape)
+        if not np.isfinite(prominence[row, column]):
+            break
+        peaks.append([low[0] + (column + 0.5) * cell_mm, low[1] + (row + 0.5) * cell_mm, height_map[row, column] + floor])
+        cv2.circle(prominence, (int(column), int(row)), size // 2, -np.inf, -1)  # the next peak lies elsewhere
+    return np.array(peaks)
 
 
 def _half_windows(size):
@@ -184,18 +191,22 @@ class NearestScanPoint:
         return self.points[index[:, 0]]
 
 
-def register(points, template: FaceTemplate, nose_guess):
+def register(points, template: FaceTemplate):
     """The Registration of scan points (mm) to the face model; see the module doc."""
-    nearest = NearestScanPoint(points[np.linalg.norm(points - nose_guess, axis=1) < SEARCH_RADIUS_MM])
     candidates = []
-    for yaw in START_YAWS_DEG:
-        rotation = rotation_about_y(yaw)
-        start = Registration(rotation, template.mean[template.nose_tip] - rotation @ nose_guess,
-                             np.zeros(len(template.modes)), np.inf, 0.0)
-        candidates.append(_refine(start, template, nearest, template.upper, fit_shape=False, iterations=25))
-        if candidates[-1].residual_mm < FACE_RESIDUAL_MM / 2:  # a good fit already: no need for other starts
+    for nose_guess in prominent_points(points):
+        nearest = NearestScanPoint(points[np.linalg.norm(points - nose_guess, axis=1) < SEARCH_RADIUS_MM])
+        for yaw in START_YAWS_DEG:
+            rotation = rotation_about_y(yaw)
+            start = Registration(rotation, template.mean[template.nose_tip] - rotation @ nose_guess,
+                                 np.zeros(len(template.modes)), np.inf, 0.0)
+            candidates.append((_refine(start, template, nearest, template.upper, fit_shape=False, iterations=25),
+                               nearest))
+            if candidates[-1][0].inlier_fraction >= GOOD_START_INLIER_FRACTION:  # no need for other starts
+                break
+        if candidates[-1][0].inlier_fraction >= GOOD_START_INLIER_FRACTION:
             break
-    best = min(candidates, key=lambda registration: registration.residual_mm)
+    best, nearest = max(candidates, key=lambda candidate: candidate[0].inlier_fraction)
     if best.inlier_fraction < FACE_INLIER_FRACTION:  # no nose, eyes and forehead where a face has them
         raise ScanError(f"does not look like a face (the upper face of the face model finds the scan near only "
                         f"{100 * best.inlier_fraction:.0f} % of its points)")
@@ -274,7 +285,7 @@ def prepare_scan(scan, template: FaceTemplate, units=None):
         raise ScanError(f"has {len(scan.vertices)} points, too few for a face (at least {MIN_POINTS})")
     units = units or detect_units(scan.vertices)
     points = scan.vertices * MM_PER_UNIT[units]
-    registration = register(points, template, prominent_point(points))
+    registration = register(points, template)
     if registration.residual_mm > FACE_RESIDUAL_MM:
         raise ScanError(f"does not look like a face in {units} (the face model fits it only within "
                         f"{registration.residual_mm:.1f} mm; --units sets the units)")

@@ -91,7 +91,7 @@ def hair_and_shoulders(face, rng, count=4000):
     return np.concatenate([hair, shoulders])
 
 
-def two_view_scan(face, triangles, spacing_mm=1.4, view_yaw_deg=30.0):
+def two_view_scan(face, triangles, spacing_mm=1.25, view_yaw_deg=30.0):
     """What a two-view scanner (cameras 30 degrees left and right, as stereo face scanners have) sees of a mesh:
     the two grids of scanner_view merged, as one mesh of two overlapping sheets."""
     centre = face.mean(axis=0)
