@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from face_model import MM_PER_MODEL_UNIT, FaceModel
-from make_dataset import BACK_PLANE_MM, IMAGE_CENTRE, IMAGE_SIZE, PIXEL_PITCH_MM, image_frame, render_depth_mm
+from make_dataset import IMAGE_SIZE, PIXEL_PITCH_MM, image_frame, render_depth_mm, rotated_about
 
 MM_PER_UNIT = {'mm': 1.0, 'cm': 10.0, 'm': 1000.0}
 TYPICAL_SCAN_SIZE_MM = 250.0  # a face, perhaps with some hair and neck: the size the units are judged by
@@ -26,11 +26,12 @@ MIN_POINTS = 1000  # fewer cannot sample a face finely enough for the 1.5 mm pix
 TEMPLATE_POINTS = 2500  # model vertices the registration matches; more only cost time
 SEARCH_RADIUS_MM = 160.0  # scan points this far from the coarse nose can be face; the rest is ignored
 CROP_MM = 8.0  # scan points farther than this from the fitted face are hair, shoulders or background
-START_YAWS_DEG = (0.0, -20.0, 20.0)  # turns the rigid registration starts from, tried in this order
+START_TURNS_DEG = ((0, 0), (-20, 0), (20, 0), (0, -12), (0, 12))  # (yaw, pitch) the rigid registration starts from
 # A scan is a face when the rigid upper face of the model finds it near this share of its points (faces:
 # 0.74 to 1, turned ones the least; a ball of a head's size: 0.55), and the whole model then fits it this closely.
 FACE_INLIER_FRACTION = 0.65
-GOOD_START_INLIER_FRACTION = 0.9  # a start this good needs no other starts
+MATCH_MM = 3.0  # a template point with a scan point this near has a match
+GOOD_START_INLIER_FRACTION = 0.8  # a nose guess whose best turn matches this much of the upper face is taken
 FACE_RESIDUAL_MM = 2.0
 # Ridge terms (mm^2) on the weights. Some identity modes turn or shift the face a little, so the pose of the
 # model frame rests partly on the prior (identity weights ~ N(0, 1)); expression weights are 0 to 1, mostly 0.
@@ -123,7 +124,7 @@ class Registration:
     translation: np.ndarray
     weights: np.ndarray  # identity then expression weights of the fitted face
     residual_mm: float  # median distance of the matched template points to the scan
-    inlier_fraction: float  # share of the template points with a scan point near them
+    inlier_fraction: float  # share of the template points with a scan point near them (3 mm)
 
     def to_model(self, points):
         return points @ self.rotation.T + self.translation
@@ -169,11 +170,6 @@ def _half_windows(size):
     return half, half[:, ::-1].copy(), half.T.copy(), half.T[::-1].copy()
 
 
-def rotation_about_y(degrees):
-    angle = np.radians(degrees)
-    return np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
-
-
 def small_rotation(omega):
     """The rotation matrix of the rotation vector omega (Rodrigues)."""
     return cv2.Rodrigues(np.asarray(omega, np.float64).reshape(3, 1))[0]
@@ -193,20 +189,21 @@ class NearestScanPoint:
 
 def register(points, template: FaceTemplate):
     """The Registration of scan points (mm) to the face model; see the module doc."""
-    candidates = []
+    best_per_peak = []
     for nose_guess in prominent_points(points):
         nearest = NearestScanPoint(points[np.linalg.norm(points - nose_guess, axis=1) < SEARCH_RADIUS_MM])
-        for yaw in START_YAWS_DEG:
-            rotation = rotation_about_y(yaw)
+        turns = []
+        for yaw, pitch in START_TURNS_DEG:
+            rotation = rotated_about(np.eye(3), np.zeros(3), yaw, pitch, 0).T
             start = Registration(rotation, template.mean[template.nose_tip] - rotation @ nose_guess,
                                  np.zeros(len(template.modes)), np.inf, 0.0)
-            candidates.append((_refine(start, template, nearest, template.upper, fit_shape=False, iterations=25),
-                               nearest))
-            if candidates[-1][0].inlier_fraction >= GOOD_START_INLIER_FRACTION:  # no need for other starts
-                break
-        if candidates[-1][0].inlier_fraction >= GOOD_START_INLIER_FRACTION:
+            turns.append(_refine(start, template, nearest, template.upper, fit_shape=False, iterations=25))
+        best_per_peak.append((min(turns, key=lambda registration: registration.residual_mm), nearest))
+        # The next peaks only when this one matched the upper face poorly: faces match 0.74 to 1 of it, and the
+        # closest turn of a wrong peak (a chin, a brow) can match more points than the nose's, only loosely.
+        if best_per_peak[-1][0].inlier_fraction >= GOOD_START_INLIER_FRACTION:
             break
-    best, nearest = max(candidates, key=lambda candidate: candidate[0].inlier_fraction)
+    best, nearest = max(best_per_peak, key=lambda candidate: candidate[0].inlier_fraction)
     if best.inlier_fraction < FACE_INLIER_FRACTION:  # no nose, eyes and forehead where a face has them
         raise ScanError(f"does not look like a face (the upper face of the face model finds the scan near only "
                         f"{100 * best.inlier_fraction:.0f} % of its points)")
@@ -245,7 +242,7 @@ def _refine(registration, template, nearest, vertices, fit_shape, iterations):
         rotation = step @ rotation
         translation = step @ (translation - centre) + centre + solution[3:6]
     _, _, distance = _matches(template.mean[vertices], modes, weights, nearest, rotation, translation)
-    inlier = distance < 3.0
+    inlier = distance < MATCH_MM
     residual = float(np.median(distance[inlier])) if inlier.any() else np.inf
     return Registration(rotation, translation, weights, residual, float(inlier.mean()))
 
