@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from depth_dataset import DataError
 from depth_png import FULL_SCALE_MM, write_depth_png
-from face_model import load_face_model
+from face_model import FaceModelError, load_face_model
 from make_dataset import DEFAULT_FACE_MODEL, IMAGE_CENTRE, IMAGE_SIZE, PIXEL_PITCH_MM
 from mesh_io import MeshError, SCAN_SUFFIXES, is_scan_file, read_scan
 from scan_alignment import MM_PER_UNIT, ScanError, face_template, prepare_scan
@@ -107,7 +107,10 @@ def prepare_files(args):
     """--mode prepare: every scan of args.input -> args.output (see the module doc)."""
     paths = scan_paths(args.input)
     check_output(args.input, paths, args.output)
-    template = face_template(load_face_model(DEFAULT_FACE_MODEL))
+    try:
+        template = face_template(load_face_model(DEFAULT_FACE_MODEL))
+    except FaceModelError as error:
+        raise DataError(str(error)) from None
     units = None if args.units == 'auto' else args.units
     single_file = not os.path.isdir(args.input)
     preview, skipped = Preview(), []
