@@ -53,6 +53,7 @@ import numpy as np
 import evaluation
 import generated_data
 import lfw_parts
+import prepare_scans
 from depth_dataset import DataError, IMAGE_SIZE
 from depth_png import DepthImageError
 from plotting import save_results_grid
@@ -698,9 +699,10 @@ def parse_args(argv=None):
         prog=PROGRAM, description='Remove facial expressions from 3D face depth images (or, with --task segment, '
                                   'segment faces in photographs as the network this one descends from did).',
         formatter_class=DefaultsHelpFormatter, epilog=EXAMPLES)
-    parser.add_argument('--mode', choices=['train', 'test', 'infer', 'export'], required=True,
+    parser.add_argument('--mode', choices=['train', 'test', 'infer', 'export', 'prepare'], required=True,
                         help='train a network; test a trained one on the test split; infer neutral faces '
-                             'for your own depth images; export the trained model for use without this code')
+                             'for your own depth images; export the trained model for use without this code; '
+                             'prepare depth images for infer from your own 3D scans (OBJ, PLY)')
     parser.add_argument('--task', choices=list(TASKS), default=None,
                         help='remove expressions from depth faces, or segment faces in the LFW Part Labels '
                              'photographs as the original network did (default: remove)')
@@ -742,9 +744,13 @@ def parse_args(argv=None):
                              'for segment)')
     parser.add_argument('--checkpoint', default=None,
                         help="checkpoint prefix or folder to test (default: the task's best checkpoint)")
-    parser.add_argument('--input', help='infer: a depth PNG or a folder of them')
+    parser.add_argument('--input', help='infer: a depth PNG or a folder of them; prepare: an .obj or .ply scan '
+                                        'or a folder of them')
+    parser.add_argument('--units', choices=prepare_scans.UNIT_CHOICES, default='auto',
+                        help="prepare: the scans' units; auto tells m, cm and mm apart by the face's size")
     parser.add_argument('--output', help='infer: new folder for the neutralised images (and previews/); '
-                                         'export: new folder for the frozen graphs, SavedModel and model.json')
+                                         'export: new folder for the frozen graphs, SavedModel and model.json; '
+                                         'prepare: folder for the depth images (and previews/)')
     parser.add_argument('--resize', action='store_true',
                         help='infer: resample images that are not 128 x 128 (depth values kept; results are '
                              'meaningful only for images that follow the convention in README)')
@@ -791,7 +797,7 @@ def parse_args(argv=None):
     if args.modules is not None and IMAGE_SIZE % 4 ** args.modules:
         # every module halves the size twice (stride-2 convolution, max pool)
         parser.error(f"--modules {args.modules} shrinks a {IMAGE_SIZE}-pixel image below one pixel; use at most 3")
-    for option, modes in (('input', ('infer',)), ('output', ('infer', 'export'))):
+    for option, modes in (('input', ('infer', 'prepare')), ('output', ('infer', 'export', 'prepare'))):
         if args.mode in modes and not getattr(args, option):
             parser.error(f"--mode {args.mode} needs --{option}")
     args.task_given = args.task is not None
@@ -838,9 +844,11 @@ def interrupted_training_note(args, argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else [str(word) for word in argv]
     args = parse_args(argv)
-    tf.compat.v1.disable_eager_execution()
+    if args.mode != 'prepare':  # prepare needs no network: it does not wait for TensorFlow to load
+        tf.compat.v1.disable_eager_execution()
     try:
-        {'train': train, 'test': test, 'infer': infer, 'export': export}[args.mode](args)
+        {'train': train, 'test': test, 'infer': infer, 'export': export,
+         'prepare': prepare_scans.prepare_files}[args.mode](args)
     except (UsageError, DataError, DepthImageError, FolderError, generated_data.GenerationError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2

@@ -101,13 +101,18 @@ class CommandLineError(Exception):
 # ---------------------------------------------------------------------------------------------------------
 # Rendering under the convention.
 # ---------------------------------------------------------------------------------------------------------
-def render_depth_mm(face_mm: np.ndarray, nose_tip_mm: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(128, 128) heights in mm above the back plane of a face (vertices in mm), framed on `nose_tip_mm`."""
+def image_frame(face_mm: np.ndarray, nose_tip_mm: np.ndarray) -> np.ndarray:
+    """(V, 3) column, row and height in mm above the back plane of points in mm, framed on `nose_tip_mm`."""
     frame = np.empty_like(face_mm)
     frame[:, 0] = IMAGE_CENTRE + (face_mm[:, 0] - nose_tip_mm[0]) / PIXEL_PITCH_MM  # column
     frame[:, 1] = IMAGE_CENTRE - (face_mm[:, 1] - nose_tip_mm[1]) / PIXEL_PITCH_MM  # row: y points up
     frame[:, 2] = face_mm[:, 2] - (nose_tip_mm[2] - BACK_PLANE_MM)
-    return rasterise_depth(frame, triangles, IMAGE_SIZE, IMAGE_SIZE)
+    return frame
+
+
+def render_depth_mm(face_mm: np.ndarray, nose_tip_mm: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(128, 128) heights in mm above the back plane of a face (vertices in mm), framed on `nose_tip_mm`."""
+    return rasterise_depth(image_frame(face_mm, nose_tip_mm), triangles, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def rotated_about(face_mm: np.ndarray, centre_mm: np.ndarray, yaw, pitch, roll) -> np.ndarray:

@@ -1,0 +1,332 @@
+"""From a raw 3D face scan to a depth image under the project's convention (version 1, see README).
+
+The steps, each a function below:
+  1. units: the scan's size says whether it is in metres, centimetres or millimetres (or the caller says);
+  2. a coarse start: the nose as the most prominent point seen from the front (+z of the scan);
+  3. registration against the face model (face_model.py): first rigid, on the upper face (forehead, eyes,
+     nose), which expressions move little, from a few starting turns; then rigid together with the model's
+     identity and expression weights, so that neither the subject's own shape nor the expression biases the
+     pose. The fitted neutral face (identity only) gives the nose tip the convention frames the image on;
+  4. a crop to what lies near the fitted face (hair, shoulders, background go);
+  5. rendering: a mesh with the project's z-buffer rasteriser, a point cloud by splatting; small holes filled.
+
+Nearest neighbours come from OpenCV's FLANN k-d trees (OpenCV is a dependency already); numpy does the rest.
+"""
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from face_model import MM_PER_MODEL_UNIT, FaceModel
+from make_dataset import IMAGE_SIZE, PIXEL_PITCH_MM, image_frame, render_depth_mm, rotated_about
+
+MM_PER_UNIT = {'mm': 1.0, 'cm': 10.0, 'm': 1000.0}
+TYPICAL_SCAN_SIZE_MM = 250.0  # a face, perhaps with some hair and neck: the size the units are judged by
+MIN_POINTS = 1000  # fewer cannot sample a face finely enough for the 1.5 mm pixels
+TEMPLATE_POINTS = 2500  # model vertices the registration matches; more only cost time
+SEARCH_RADIUS_MM = 160.0  # scan points this far from the coarse nose can be face; the rest is ignored
+CROP_MM = 8.0  # scan points farther than this from the fitted face are hair, shoulders or background
+START_TURNS_DEG = ((0, 0), (-20, 0), (20, 0), (0, -12), (0, 12))  # (yaw, pitch) the rigid registration starts from
+# A scan is a face when the rigid upper face of the model finds it near this share of its points (faces:
+# 0.74 to 1, turned ones the least; a ball of a head's size: 0.55), and the whole model then fits it this closely.
+FACE_INLIER_FRACTION = 0.65
+MATCH_MM = 3.0  # a template point with a scan point this near has a match
+GOOD_START_INLIER_FRACTION = 0.8  # a nose guess whose best turn matches this much of the upper face is taken
+FACE_RESIDUAL_MM = 2.0
+# Ridge terms (mm^2) on the weights. Some identity modes turn or shift the face a little, so the pose of the
+# model frame rests partly on the prior (identity weights ~ N(0, 1)); expression weights are 0 to 1, mostly 0.
+RIDGE_IDENTITY_MM2 = 2.0
+RIDGE_EXPRESSION_MM2 = 2.0
+MAX_HOLE_MM2 = 600.0  # holes in the depth image up to this area are filled; larger ones are left as they are
+SPLAT_FRONT_MM = 3.0  # points of a pixel this far behind its front-most point belong to a hidden surface
+
+
+class ScanError(ValueError):
+    """A scan that cannot be prepared (the message says why, on one line)."""
+
+
+# ------------------------------------------------------------------------------------------------- units
+
+def scan_size(vertices):
+    """The scan's extent (its units): the largest 1st-99th percentile span along x, y, z (spikes ignored)."""
+    low, high = np.percentile(vertices, [1, 99], axis=0)
+    return float((high - low).max())
+
+
+def detect_units(vertices):
+    """'m', 'cm' or 'mm': the unit that makes the scan closest (on a log scale) to a face's size."""
+    size = max(scan_size(vertices), 1e-12)
+    return min(MM_PER_UNIT, key=lambda unit: abs(np.log(size * MM_PER_UNIT[unit] / TYPICAL_SCAN_SIZE_MM)))
+
+
+# ------------------------------------------------------------------------------------------ the template
+
+@dataclass
+class FaceTemplate:
+    """What the registration needs of the face model, in mm."""
+    mean: np.ndarray  # (V, 3) the model's mean neutral face
+    modes: np.ndarray  # (M, V, 3) identity modes, then expression modes
+    identity_count: int
+    triangles: np.ndarray
+    nose_tip: int
+    sample: np.ndarray  # indices of the vertices the registration matches: seen from the front, in the image
+    upper: np.ndarray  # the part of `sample` on the upper face (forehead, eyes, nose)
+    normals: np.ndarray  # (len(sample), 3) unit normals of the mean face at `sample`
+
+    def face(self, weights):
+        """(V, 3) the model face with these identity-then-expression weights."""
+        return self.mean + np.einsum('m,mvk->vk', weights, self.modes)
+
+    def neutral_nose_tip(self, weights):
+        identity = weights[:self.identity_count]
+        return self.mean[self.nose_tip] + identity @ self.modes[:self.identity_count, self.nose_tip]
+
+
+def face_template(model: FaceModel, seed=0):
+    mean = MM_PER_MODEL_UNIT * model.neutral.astype(np.float64)
+    modes = MM_PER_MODEL_UNIT * np.concatenate([model.identity_modes, model.expression_modes]).astype(np.float64)
+    seen = vertices_seen_from_front(mean, model.triangles, mean[model.nose_tip])
+    sample = np.random.default_rng(seed).permutation(seen)[:TEMPLATE_POINTS]
+    relative = mean[sample] - mean[model.nose_tip]
+    # Above the base of the nose and inside the outer eye corners: forehead, brows, eyes and nose.
+    upper = sample[(relative[:, 1] > -15) & (np.abs(relative[:, 0]) < 55)]
+    normals = vertex_normals(mean, model.triangles)[sample]
+    return FaceTemplate(mean, modes, len(model.identity_modes), model.triangles, model.nose_tip, sample, upper,
+                        normals)
+
+
+def vertices_seen_from_front(vertices, triangles, nose_tip, tolerance_mm=1.5):
+    """Indices of the vertices inside the convention's image that a frontal depth camera sees: at most
+    tolerance_mm below the surface rendered at their nearest pixel centre (slopes make up the difference)."""
+    depth = render_depth_mm(vertices, nose_tip, triangles)
+    column, row, height = image_frame(vertices, nose_tip).T
+    column, row = np.round(column).astype(int), np.round(row).astype(int)
+    inside = (column >= 0) & (column < IMAGE_SIZE) & (row >= 0) & (row < IMAGE_SIZE)
+    seen = np.zeros(len(vertices), bool)
+    seen[inside] = height[inside] > depth[row[inside], column[inside]] - tolerance_mm
+    return np.flatnonzero(seen & (height > 0))
+
+
+def vertex_normals(vertices, triangles):
+    """Area-weighted unit vertex normals of a mesh."""
+    corners = vertices[triangles]
+    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    normals = np.stack([np.bincount(triangles.ravel(), np.repeat(face_normals[:, k], 3), len(vertices))
+                        for k in range(3)], axis=1)
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+
+
+# ---------------------------------------------------------------------------------------- registration
+
+@dataclass
+class Registration:
+    rotation: np.ndarray  # scan (mm) -> model frame: model = rotation @ scan + translation
+    translation: np.ndarray
+    weights: np.ndarray  # identity then expression weights of the fitted face
+    residual_mm: float  # median distance of the matched template points to the scan
+    inlier_fraction: float  # share of the template points with a scan point near them (3 mm)
+
+    def to_model(self, points):
+        return points @ self.rotation.T + self.translation
+
+
+def prominent_points(points, count=3, cell_mm=2.0, surround_mm=40.0):
+    """The `count` most prominent points seen along -z, most prominent first, each at least surround_mm / 2
+    from the others: the nose of a roughly frontal face is one of them, usually the first.
+
+    Prominence is the height above the surroundings on its left, right, upper and lower side, whichever is
+    highest: height alone would take the forehead of a face tilted back, or a turned cheek, and a chin
+    stands out only above the neck. A median filter first removes isolated spikes."""
+    low = points[:, :2].min(axis=0)
+    cells = np.floor((points[:, :2] - low) / cell_mm).astype(int)
+    columns, rows = cells.max(axis=0) + 1
+    height = np.full(rows * columns, -np.inf)
+    np.maximum.at(height, cells[:, 1] * columns + cells[:, 0], points[:, 2])
+    floor = points[:, 2].min()
+    occupied = np.isfinite(height).reshape(rows, columns).astype(np.float32)
+    height_map = cv2.medianBlur(np.where(occupied.ravel() > 0, height - floor, 0).reshape(rows, columns)
+                                .astype(np.float32), 5)
+    size = int(surround_mm / cell_mm) | 1
+    prominence = np.where(occupied > 0, np.inf, -np.inf).astype(np.float32)
+    for side in _half_windows(size):
+        cover = cv2.filter2D(occupied, -1, side, borderType=cv2.BORDER_CONSTANT)
+        mean = cv2.filter2D(height_map * occupied, -1, side, borderType=cv2.BORDER_CONSTANT) / np.maximum(cover, 1e-6)
+        # A side that is mostly empty (a scan's outline) says nothing: the mean would sink to the floor.
+        prominence = np.minimum(prominence, np.where(cover > 0.7, height_map - mean, -np.inf))
+    peaks = []
+    for _ in range(count):
+        row, column = np.unravel_index(np.argmax(prominence), prominence.shape)
+        if not np.isfinite(prominence[row, column]):
+            break
+        peaks.append([low[0] + (column + 0.5) * cell_mm, low[1] + (row + 0.5) * cell_mm, height_map[row, column] + floor])
+        cv2.circle(prominence, (int(column), int(row)), size // 2, -np.inf, -1)  # the next peak lies elsewhere
+    return np.array(peaks)
+
+
+def _half_windows(size):
+    """Four size x size averaging kernels over the left, right, upper and lower half (centre line excluded)."""
+    half = np.zeros((size, size), np.float32)
+    half[:, :size // 2] = 1.0 / (size * (size // 2))
+    return half, half[:, ::-1].copy(), half.T.copy(), half.T[::-1].copy()
+
+
+def small_rotation(omega):
+    """The rotation matrix of the rotation vector omega (Rodrigues)."""
+    return cv2.Rodrigues(np.asarray(omega, np.float64).reshape(3, 1))[0]
+
+
+class NearestScanPoint:
+    """Nearest scan points to query points, with a FLANN k-d tree built once per scan."""
+
+    def __init__(self, points):
+        self.points = points
+        self.index = cv2.flann_Index(points.astype(np.float32), dict(algorithm=1, trees=4))
+
+    def __call__(self, queries):
+        index, _ = self.index.knnSearch(queries.astype(np.float32), 1, params=dict(checks=64))
+        return self.points[index[:, 0]]
+
+
+def register(points, template: FaceTemplate):
+    """The Registration of scan points (mm) to the face model; see the module doc."""
+    best_per_peak = []
+    for nose_guess in prominent_points(points):
+        nearest = NearestScanPoint(points[np.linalg.norm(points - nose_guess, axis=1) < SEARCH_RADIUS_MM])
+        turns = []
+        for yaw, pitch in START_TURNS_DEG:
+            rotation = rotated_about(np.eye(3), np.zeros(3), yaw, pitch, 0).T
+            start = Registration(rotation, template.mean[template.nose_tip] - rotation @ nose_guess,
+                                 np.zeros(len(template.modes)), np.inf, 0.0)
+            turns.append(_refine(start, template, nearest, template.upper, fit_shape=False, iterations=25))
+        best_per_peak.append((min(turns, key=lambda registration: registration.residual_mm), nearest))
+        # The next peaks only when this one matched the upper face poorly: faces match 0.74 to 1 of it, and the
+        # closest turn of a wrong peak (a chin, a brow) can match more points than the nose's, only loosely.
+        if best_per_peak[-1][0].inlier_fraction >= GOOD_START_INLIER_FRACTION:
+            break
+    best, nearest = max(best_per_peak, key=lambda candidate: candidate[0].inlier_fraction)
+    if best.inlier_fraction < FACE_INLIER_FRACTION:  # no nose, eyes and forehead where a face has them
+        raise ScanError(f"does not look like a face (the upper face of the face model finds the scan near only "
+                        f"{100 * best.inlier_fraction:.0f} % of its points)")
+    return _refine(best, template, nearest, template.sample, fit_shape=True, iterations=25)
+
+
+def _refine(registration, template, nearest, vertices, fit_shape, iterations):
+    """Iterate point-to-plane ICP (and, fit_shape, the model weights) from a registration."""
+    rotation, translation, weights = registration.rotation, registration.translation, registration.weights.copy()
+    position = {vertex: i for i, vertex in enumerate(template.sample)}
+    normals = template.normals[[position[vertex] for vertex in vertices]]
+    modes = template.modes[:, vertices]  # (M, n, 3)
+    centre = template.mean[template.nose_tip]
+    for iteration in range(iterations):
+        target, matched, distance = _matches(template.mean[vertices], modes, weights, nearest, rotation, translation)
+        limit = max(20.0 * 0.8 ** iteration, 3.0 * np.median(distance), 1.0)
+        inlier = distance < limit
+        if inlier.sum() < 20:
+            break
+        # Fitting the shape solves for all weights at once, from the mean face; else they stay as they are.
+        base = template.mean[vertices] if fit_shape else target
+        rows, values = _point_to_plane_system(matched[inlier] - centre, base[inlier] - centre, normals[inlier],
+                                              modes[:, inlier] if fit_shape else None)
+        if fit_shape:
+            ridge = np.zeros(rows.shape[1])
+            ridge[6:6 + template.identity_count] = RIDGE_IDENTITY_MM2
+            ridge[6 + template.identity_count:] = RIDGE_EXPRESSION_MM2
+            # OpenCV's single-threaded products: numpy's threaded BLAS is 3x slower on a busy 2-core machine.
+            normal_matrix = cv2.mulTransposed(rows, True) + np.diag(ridge)
+            solution = cv2.solve(normal_matrix, cv2.gemm(rows, values[:, None], 1, None, 0, flags=cv2.GEMM_1_T),
+                                 flags=cv2.DECOMP_CHOLESKY)[1].ravel()
+            weights = solution[6:]
+        else:
+            solution = np.linalg.lstsq(rows, values, rcond=None)[0]
+        step = small_rotation(solution[:3])
+        rotation = step @ rotation
+        translation = step @ (translation - centre) + centre + solution[3:6]
+    _, _, distance = _matches(template.mean[vertices], modes, weights, nearest, rotation, translation)
+    inlier = distance < MATCH_MM
+    residual = float(np.median(distance[inlier])) if inlier.any() else np.inf
+    return Registration(rotation, translation, weights, residual, float(inlier.mean()))
+
+
+def _matches(mean, modes, weights, nearest, rotation, translation):
+    """The template points (model frame), the scan point nearest each (moved into the model frame), and their
+    distances. Matches come from the template's side: extra scan parts (hair, shoulders) then never pull."""
+    target = mean + np.einsum('m,mvk->vk', weights, modes)
+    matched = nearest((target - translation) @ rotation) @ rotation.T + translation
+    return target, matched, np.linalg.norm(matched - target, axis=1)
+
+
+def _point_to_plane_system(matched, base, normals, modes):
+    """Rows and values of the linearised point-to-plane equations n . (q + r x q + t - base - modes . w) = 0,
+    coordinates about the nose; unknowns: the rotation vector r, the translation t and (modes given) weights w."""
+    columns = [np.cross(matched, normals), normals]
+    if modes is not None:
+        columns.append(-np.einsum('mvk,vk->vm', modes, normals))
+    return np.concatenate(columns, axis=1), np.einsum('vk,vk->v', base - matched, normals)
+
+
+# ------------------------------------------------------------------------------------------- rendering
+
+@dataclass
+class PreparedScan:
+    depth_mm: np.ndarray  # (128, 128) the depth image under the convention
+    units: str  # the scan's units, as given or detected
+    points_mm: np.ndarray  # the scan's points in mm, as the scan had them
+    framed_mm: np.ndarray  # the same points in the convention's frame: x, y from the nose tip, z up to it
+    kept: np.ndarray  # which points lie on the face (the rest is cropped)
+    registration: Registration
+
+
+def prepare_scan(scan, template: FaceTemplate, units=None):
+    """The PreparedScan of a mesh_io.Scan (units None: detected); ScanError when it cannot be a face."""
+    if len(scan.vertices) < MIN_POINTS:
+        raise ScanError(f"has {len(scan.vertices)} points, too few for a face (at least {MIN_POINTS})")
+    units = units or detect_units(scan.vertices)
+    points = scan.vertices * MM_PER_UNIT[units]
+    registration = register(points, template)
+    if registration.residual_mm > FACE_RESIDUAL_MM:
+        raise ScanError(f"does not look like a face in {units} (the face model fits it only within "
+                        f"{registration.residual_mm:.1f} mm; --units sets the units)")
+    nose_tip = template.neutral_nose_tip(registration.weights)
+    in_model = registration.to_model(points)
+    kept = near_face(in_model, template.face(registration.weights))
+    framed = in_model - nose_tip
+    if scan.is_point_cloud:
+        depth = splat_depth_mm(framed[kept])
+    else:
+        triangles = scan.triangles[kept[scan.triangles].all(axis=1)]
+        depth = render_depth_mm(framed, np.zeros(3), triangles)
+    return PreparedScan(fill_small_holes(depth), units, points, framed, kept, registration)
+
+
+def near_face(points, face, distance_mm=CROP_MM):
+    """Which points lie within distance_mm of a vertex of the fitted face."""
+    index = cv2.flann_Index(face.astype(np.float32), dict(algorithm=1, trees=4))
+    _, squared = index.knnSearch(points.astype(np.float32), 1, params=dict(checks=32))
+    return squared[:, 0] < distance_mm ** 2
+
+
+def splat_depth_mm(framed):
+    """A depth image of a point cloud: each pixel the mean height of its points on the front-most surface."""
+    column, row, height = image_frame(framed, np.zeros(3)).T
+    column, row = np.round(column).astype(int), np.round(row).astype(int)
+    keep = (column >= 0) & (column < IMAGE_SIZE) & (row >= 0) & (row < IMAGE_SIZE) & (height > 0)
+    pixel, height = row[keep] * IMAGE_SIZE + column[keep], height[keep]
+    front = np.zeros(IMAGE_SIZE * IMAGE_SIZE)
+    np.maximum.at(front, pixel, height)
+    visible = height > front[pixel] - SPLAT_FRONT_MM
+    total = np.bincount(pixel[visible], height[visible], IMAGE_SIZE * IMAGE_SIZE)
+    count = np.bincount(pixel[visible], minlength=IMAGE_SIZE * IMAGE_SIZE)
+    return (total / np.maximum(count, 1)).reshape(IMAGE_SIZE, IMAGE_SIZE)
+
+
+def fill_small_holes(depth_mm, max_hole_mm2=MAX_HOLE_MM2):
+    """Background areas enclosed by the face and no larger than max_hole_mm2, filled from their rims."""
+    background = (depth_mm <= 0).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=4)
+    left, top, width, height, area = stats.T
+    enclosed = (left > 0) & (top > 0) & (left + width < IMAGE_SIZE) & (top + height < IMAGE_SIZE)
+    small = enclosed & (area * PIXEL_PITCH_MM ** 2 <= max_hole_mm2)
+    holes = small[labels] & (background > 0)
+    if not holes.any():
+        return depth_mm
+    return cv2.inpaint(depth_mm.astype(np.float32), holes.astype(np.uint8), 3, cv2.INPAINT_TELEA).astype(np.float64)

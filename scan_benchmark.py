@@ -1,0 +1,233 @@
+"""Synthetic 3D scans with a known answer, and the measurement of --mode prepare (and prepare -> infer) on them.
+
+A synthetic scan is a face of the face model that is not in the committed data (a new identity drawn from
+its own seed), neutral or expressive, seen by a frontal scanner after being turned and shifted, in some
+units, with defects (noise, holes, hair and shoulders, coarse sampling), written as OBJ or PLY. Its answer
+is the exact convention-v1 render of the same face in the subject's neutral frame (make_dataset).
+
+    python scan_benchmark.py      # the full pose grid, then prepare -> infer with the shipped model
+                                  # (checkpoints/remove); writes results/scan_benchmark.json
+    python scan_benchmark.py --checkpoint PATH --output FILE.json
+"""
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from depth_png import read_depth_png, write_depth_png
+from face_model import load_face_model
+from make_dataset import DEFAULT_FACE_MODEL, PROTOTYPES, REPOSITORY, prototype_weights, render_depth_mm, rotated_about
+from mesh_io import Scan
+from rasterise import rasterise_depth
+from scan_alignment import MM_PER_UNIT, ScanError, face_template, prepare_scan
+
+HEIGHT_ERROR_BOUND_MM = 0.5  # the issue's bound on the median height error over the face
+
+
+def new_subject(model, rng, expression=None, intensity=1.0):
+    """(neutral face, expressive face) in mm of a new identity; expression a PROTOTYPES code or None."""
+    neutral = model.neutral_face_mm(rng.standard_normal(len(model.identity_modes)))
+    weights = prototype_weights(expression, intensity, model.expression_names) if expression else {}
+    return neutral, model.expressive_face_mm(neutral, weights)
+
+
+def exact_depth_mm(model, neutral, face):
+    """The answer: the face rendered under the convention, framed on its neutral nose tip."""
+    return render_depth_mm(face, neutral[model.nose_tip], model.triangles)
+
+
+def posed(face, centre, yaw=0.0, pitch=0.0, roll=0.0, shift=(0.0, 0.0, 0.0)):
+    """The face turned about `centre` (make_dataset.rotated_about) and shifted (mm)."""
+    return rotated_about(face, centre, yaw, pitch, roll) + np.asarray(shift, np.float64)
+
+
+def scanner_view(face, triangles, spacing_mm=1.0, max_edge_mm=10.0):
+    """What a frontal scanner sees of a mesh: a grid of points spacing_mm apart on its front-most surface
+    (x, y, z in mm), and the grid's triangles where the surface is continuous (no edge longer than max_edge_mm)."""
+    low, high = face[:, :2].min(axis=0), face[:, :2].max(axis=0)
+    columns, rows = (np.ceil((high - low) / spacing_mm).astype(int) + 1)
+    frame = np.column_stack([(face[:, 0] - low[0]) / spacing_mm, (high[1] - face[:, 1]) / spacing_mm,
+                             face[:, 2] - face[:, 2].min() + 1.0])
+    depth = rasterise_depth(frame, triangles, rows, columns)
+    row, column = np.mgrid[:rows, :columns]
+    points = np.column_stack([low[0] + column.ravel() * spacing_mm, high[1] - row.ravel() * spacing_mm,
+                              depth.ravel() + face[:, 2].min() - 1.0])
+    seen = depth.ravel() > 0
+    index = np.full(rows * columns, -1)
+    index[seen] = np.arange(seen.sum())
+    grid = index.reshape(rows, columns)
+    corners = [grid[:-1, :-1], grid[:-1, 1:], grid[1:, :-1], grid[1:, 1:]]
+    triangles = np.concatenate([np.column_stack([a.ravel(), b.ravel(), c.ravel()])
+                                for a, b, c in ((corners[0], corners[2], corners[1]), (corners[1], corners[2], corners[3]))])
+    triangles = triangles[(triangles >= 0).all(axis=1)]
+    vertices = points[seen]
+    edges = np.linalg.norm(vertices[triangles] - vertices[np.roll(triangles, 1, axis=1)], axis=2)
+    return vertices, triangles[edges.max(axis=1) <= max_edge_mm]
+
+
+def with_holes(vertices, triangles, rng, count=3, radius_mm=6.0):
+    """The mesh without the vertices (and their triangles) within radius_mm of `count` random vertices."""
+    centres = vertices[rng.choice(len(vertices), count, replace=False)]
+    kept = (np.linalg.norm(vertices[:, None] - centres[None], axis=2) > radius_mm).all(axis=1)
+    new_index = np.cumsum(kept) - 1
+    return vertices[kept], new_index[triangles[kept[triangles].all(axis=1)]]
+
+
+def hair_and_shoulders(face, rng, count=4000):
+    """Points that are no face: a cap of hair above and behind the forehead and shoulders below the chin."""
+    top, bottom = face[:, 1].max(), face[:, 1].min()
+    centre_x, back = face[:, 0].mean(), face[:, 2].min()
+    angle = rng.uniform(0, np.pi, count // 2)
+    hair = np.column_stack([centre_x + 90 * np.cos(angle), top + 20 * np.sin(angle) + rng.normal(0, 3, count // 2),
+                            back + rng.uniform(0, 80, count // 2)])
+    shoulders = np.column_stack([centre_x + rng.uniform(-200, 200, count // 2), bottom - rng.uniform(20, 80, count // 2),
+                                 back + rng.uniform(-20, 60, count // 2)])
+    return np.concatenate([hair, shoulders])
+
+
+def two_view_scan(face, triangles, spacing_mm=1.25, view_yaw_deg=30.0):
+    """What a two-view scanner (cameras 30 degrees left and right, as stereo face scanners have) sees of a mesh:
+    the two grids of scanner_view merged, as one mesh of two overlapping sheets."""
+    centre = face.mean(axis=0)
+    vertices, sheets = [], []
+    for yaw in (-view_yaw_deg, view_yaw_deg):
+        seen, grid_triangles = scanner_view(rotated_about(face, centre, yaw, 0, 0), triangles, spacing_mm)
+        sheets.append(grid_triangles + sum(len(v) for v in vertices))
+        vertices.append(rotated_about(seen, centre, -yaw, 0, 0))
+    return np.concatenate(vertices), np.concatenate(sheets)
+
+
+def synthetic_scan(model, neutral, face, rng, kind, unit, pose, shift_mm=1000.0, noise_mm=0.2):
+    """A Scan of the face turned by `pose` (yaw, pitch, roll in degrees about the neutral nose tip), shifted by
+    up to shift_mm along each axis, in `unit`, with Gaussian noise. kind: 'mesh' (the model's own mesh, with
+    three holes), 'scanner' (a two-view scanner's mesh, two_view_scan, with hair and shoulders as loose
+    points) or 'cloud' (the same scan's points only)."""
+    turned = posed(face, neutral[model.nose_tip], **pose, shift=rng.uniform(-shift_mm, shift_mm, 3))
+    if kind == 'mesh':
+        vertices, triangles = with_holes(turned, model.triangles, rng)
+    else:
+        vertices, triangles = two_view_scan(turned, model.triangles)
+        vertices = np.concatenate([vertices, hair_and_shoulders(turned, rng)])
+        if kind == 'cloud':
+            triangles = np.zeros((0, 3), np.int64)
+    vertices = vertices + rng.normal(0, noise_mm, vertices.shape)
+    return Scan(vertices / MM_PER_UNIT[unit], triangles)
+
+
+def not_a_face(rng, count=20000):
+    """A point cloud of a ball of a head's size: round and smooth, but no face."""
+    direction = rng.normal(size=(count, 3))
+    return Scan(100 * direction / np.linalg.norm(direction, axis=1, keepdims=True), np.zeros((0, 3), np.int64))
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+
+POSE_GRID = {'yaw': (-25, 0, 25), 'pitch': (-12, 0, 12), 'roll': (-12, 0, 12)}  # degrees: the promised ranges
+KINDS, UNITS, CODES = ('mesh', 'scanner', 'cloud'), ('m', 'cm', 'mm'), (None, *PROTOTYPES)
+
+
+def height_error_and_coverage(depth_mm, exact_mm):
+    """Median absolute height difference (mm) where both images have a surface, and the share of the exact
+    render's face that the prepared image covers."""
+    face = exact_mm > 0
+    both = face & (depth_mm > 0)
+    return float(np.median(np.abs(depth_mm - exact_mm)[both])), float(both.sum() / face.sum())
+
+
+def measure_prepare(model, folder, seed):
+    """Prepare one synthetic scan per pose of POSE_GRID (new identity, expression, kind and units vary);
+    write the prepared images, their exact renders and the neutral targets into folder/{prepared,exact,target}."""
+    template = face_template(model)
+    rng = np.random.default_rng(seed)
+    for name in ('prepared', 'exact', 'target'):
+        os.makedirs(os.path.join(folder, name))
+    rows = []
+    for number, angles in enumerate(itertools.product(*POSE_GRID.values())):
+        pose = dict(zip(POSE_GRID, angles))
+        code, kind, unit = CODES[number % len(CODES)], KINDS[number % len(KINDS)], UNITS[(number // 3) % len(UNITS)]
+        neutral, face = new_subject(model, rng, code, intensity=float(rng.uniform(0.5, 1.0)))
+        scan = synthetic_scan(model, neutral, face, rng, kind, unit, pose)
+        started = time.monotonic()
+        try:
+            prepared = prepare_scan(scan, template)
+        except ScanError as error:  # a failure to count, not to stop the measurement
+            rows.append(dict(number=number, **pose, kind=kind, units=unit, refused=str(error)))
+            print(f'{number:04d} {pose} {kind} {unit}: refused: {error}', flush=True)
+            continue
+        seconds = time.monotonic() - started
+        exact = exact_depth_mm(model, neutral, face)
+        error, coverage = height_error_and_coverage(prepared.depth_mm, exact)
+        name = f'{number:04d}_{code or "NE"}.png'
+        for image, subfolder in ((prepared.depth_mm, 'prepared'), (exact, 'exact'),
+                                 (exact_depth_mm(model, neutral, neutral), 'target')):
+            write_depth_png(os.path.join(folder, subfolder, name), image)
+        rows.append(dict(name=name, **pose, kind=kind, units=unit, units_found=prepared.units, vertices=len(scan.vertices),
+                         median_height_error_mm=round(error, 4), coverage=round(coverage, 4), seconds=round(seconds, 2)))
+        print(f'{name} yaw {pose["yaw"]:+3d} pitch {pose["pitch"]:+3d} roll {pose["roll"]:+3d} {kind:7s} {unit:2s} '
+              f'{len(scan.vertices):6d} vertices: median error {error:.3f} mm, coverage {100 * coverage:.1f} %, '
+              f'{seconds:.1f} s', flush=True)
+    return rows
+
+
+def neutralisation_rmse(folder, inputs, checkpoint):
+    """RMSE (mm, over the target's face) of --mode infer's output on each image of folder/inputs, and of the
+    input itself (doing nothing): {image name: {'model': ..., 'identity': ...}}."""
+    output = os.path.join(folder, f'infer_{inputs}')
+    command = [sys.executable, os.path.join(REPOSITORY, 'convworking.py'), '--mode', 'infer', '--input',
+               os.path.join(folder, inputs), '--output', output] + (['--checkpoint', checkpoint] if checkpoint else [])
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    errors = {}
+    for name in sorted(os.listdir(os.path.join(folder, 'target'))):
+        target, _ = read_depth_png(os.path.join(folder, 'target', name))
+        face = target > 0
+        errors[name] = {source: round(float(np.sqrt(np.mean((read_depth_png(path)[0] - target)[face] ** 2))), 3)
+                        for source, path in (('model', os.path.join(output, name)),
+                                             ('identity', os.path.join(folder, inputs, name)))}
+    return errors
+
+
+def averages(errors):
+    """Mean and median over images of each RMSE of neutralisation_rmse (the test split reports the mean)."""
+    return {f'{source}_rmse_mm_{name}': round(float(statistic([e[source] for e in errors.values()])), 3)
+            for source in ('model', 'identity') for name, statistic in (('mean', np.mean), ('median', np.median))}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Measure --mode prepare on synthetic scans over the promised '
+                                                 'pose ranges, and the whole path scan -> prepare -> infer.')
+    parser.add_argument('--checkpoint', help='the model infer uses (default: the shipped one, checkpoints/remove)')
+    parser.add_argument('--seed', type=int, default=2026, help='seed of identities, expressions, shifts and defects')
+    parser.add_argument('--output', default=os.path.join(REPOSITORY, 'results', 'scan_benchmark.json'),
+                        help='write every number here as JSON')
+    args = parser.parse_args(argv)
+    model = load_face_model(DEFAULT_FACE_MODEL)
+    with tempfile.TemporaryDirectory() as folder:
+        rows = measure_prepare(model, folder, args.seed)
+        path = {inputs: neutralisation_rmse(folder, inputs, args.checkpoint) for inputs in ('prepared', 'exact')}
+    for row in rows:
+        if 'refused' not in row:
+            row['rmse_after_infer_mm'] = {inputs: path[inputs][row['name']] for inputs in path}
+    prepared = [row for row in rows if 'refused' not in row]
+    errors = [row['median_height_error_mm'] for row in prepared]
+    big = [row['seconds'] for row in prepared if row['vertices'] >= 40000]
+    summary = {'scans': len(rows), 'refused': len(rows) - len(prepared),
+               'median_height_error_mm': {'median': float(np.median(errors)), 'max': max(errors)},
+               'within_bound': sum(error <= HEIGHT_ERROR_BOUND_MM for error in errors),
+               'coverage_min': min(row['coverage'] for row in prepared),
+               'units_right': sum(row['units'] == row['units_found'] for row in prepared),
+               'seconds_per_scan_of_40k_vertices_or_more': float(np.median(big)) if big else None,
+               'infer_on_prepared': averages(path['prepared']), 'infer_on_exact_renders': averages(path['exact']),
+               'checkpoint': args.checkpoint or 'checkpoints/remove'}
+    with open(args.output, 'w') as file:
+        json.dump({'summary': summary, 'scans': rows}, file, indent=1)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == '__main__':
+    main()
