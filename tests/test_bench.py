@@ -40,11 +40,18 @@ def test_flop_count_of_a_tiny_network_matches_a_hand_count():
     assert flops['train'] == 3 * flops['forward']
 
 
-def test_flop_count_of_the_default_network_is_the_issues_3_8_gflop():
-    flops = bench.network_flops(ARCHITECTURE_DEFAULTS)
+def test_flop_count_of_the_7x7_network_is_the_issues_3_8_gflop():
+    flops = bench.network_flops(dict(ARCHITECTURE_DEFAULTS, kernel_size=7))
     by_hand = hand_count(128, 128, 1, [(7, 2, 64), (7, 1, 64), (None, 0, 0)] * 3)
     assert flops['encoder_multiply_adds'] == by_hand == 944_111_616
     assert flops['forward'] == pytest.approx(3.78e9, rel=1e-3)
+
+
+def test_flop_count_of_the_default_5x5_network_matches_a_hand_count():
+    flops = bench.network_flops(ARCHITECTURE_DEFAULTS)
+    kernel, channels = ARCHITECTURE_DEFAULTS['kernel_size'], ARCHITECTURE_DEFAULTS['channels']
+    assert flops['encoder_multiply_adds'] == hand_count(128, 128, 1, [(kernel, 2, channels), (kernel, 1, channels),
+                                                                     (None, 0, 0)] * 3) == 481_689_600
 
 
 def test_ratios_pair_windows_of_the_same_round_and_the_program_pays_its_periodic_block():

@@ -139,7 +139,7 @@ def test_checkpoint_accepts_the_checkpoint_dir_of_the_training(trained, tmp_path
 def test_ctrl_c_names_the_step_kept_and_the_command_that_resumes(tiny_data, tmp_path):
     checkpoints, results = tmp_path / 'checkpoints', tmp_path / 'results'
     arguments = ['--mode', 'train', '--data', tiny_data, '--checkpoint-dir', str(checkpoints), '--results-dir',
-                 str(results), *TINY_NETWORK, '--max-steps', '100000', '--save-every', '5', '--restart']
+                 str(results), *TINY_NETWORK, *NO_GENERATED, '--max-steps', '100000', '--save-every', '5', '--restart']
     process = subprocess.Popen([sys.executable, os.path.join(REPO, 'convworking.py'), *arguments],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     state = checkpoints / 'remove' / 'checkpoint'
