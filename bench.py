@@ -354,7 +354,7 @@ def worker_graph(spec, channel):
     # bare: the Network's graph, its placeholders mapped to in-memory batches; only the train op runs.
     with tf.Graph().as_default():
         tf.compat.v1.set_random_seed(0)
-        network = convworking.Network(architecture, bfloat16=bf16)
+        network = convworking.Network(architecture, bf16, convworking.TrainingSetup())
         meta_graph = tf.compat.v1.train.export_meta_graph()
         train_op_name = network.train_op.name
     with tf.Graph().as_default() as graph:
@@ -383,6 +383,10 @@ def worker_graph(spec, channel):
         session = session_of(graph)
         session.run(tf.compat.v1.global_variables_initializer())
         project = session.make_callable(network.output, feed_list=[network.inputs])
+    with tf.Graph().as_default() as graph:
+        network = convworking.Network(architecture, bfloat16=bf16, for_export=True)
+        session = session_of(graph)
+        session.run(tf.compat.v1.global_variables_initializer())
         frozen_graph_def = inference.frozen_inference_graph(session, network)
     with tf.Graph().as_default() as graph:
         tf.compat.v1.import_graph_def(frozen_graph_def, name='')

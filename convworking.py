@@ -10,6 +10,7 @@ tf.compat.v1: placeholders, sessions, savers, checkpoints.
                                                         # checkpoints in checkpoints/segment/, results/segment/
 """
 import argparse
+import collections
 import contextlib
 import functools
 import json
@@ -121,20 +122,31 @@ def describe(layers):
     return ' '.join(layer.get_description() for layer in layers)
 
 
+TrainingSetup = collections.namedtuple('TrainingSetup', 'learning_rate decay_steps loss loss_region',
+                                       defaults=(1e-3, 10000, None, 'image'))
+
+
 class Network:
-    """Placeholders `inputs`, `targets`, `is_training`; output tensor `output`; loss; optimiser; summaries."""
+    """Placeholders `inputs`, `targets`, `is_training`; output tensor `output`; with a TrainingSetup also the
+    loss, optimiser and summaries (test, infer and export build no optimiser they would never run).
+
+    for_export fixes is_training to False, so that batch normalisation is built without a tf.cond and the
+    graph freezes to plain operations. Test and infer keep the placeholder (default False): grappler optimises
+    the two graphs differently, and the placeholder's graph reproduces the published test metrics bit for bit
+    (the fixed one differs from them by about 1e-8 mm).
+    """
 
     IMAGE_HEIGHT = IMAGE_WIDTH = IMAGE_SIZE
     IMAGE_CHANNELS = 1
 
-    def __init__(self, architecture, learning_rate=1e-3, decay_steps=10000, loss=None, loss_region='image',
-                 bfloat16=False):
+    def __init__(self, architecture, bfloat16=False, training=None, for_export=False):
         self.architecture = architecture
         self.task = TASKS[architecture['task']]
         shape = [None, self.IMAGE_HEIGHT, self.IMAGE_WIDTH, self.IMAGE_CHANNELS]
         self.inputs = tf.compat.v1.placeholder(tf.float32, shape, name='inputs')
         self.targets = tf.compat.v1.placeholder(tf.float32, shape, name='targets')
-        self.is_training = tf.compat.v1.placeholder_with_default(False, [], name='is_training')
+        self.is_training = False if for_export else tf.compat.v1.placeholder_with_default(False, [],
+                                                                                          name='is_training')
         self.layers = encoder_layers(architecture, self.is_training)
 
         net = self.inputs
@@ -153,17 +165,21 @@ class Network:
         self.logits = tf.cast(net, tf.float32)
         self.output = tf.identity(self.task.output(tf, self.logits, self.inputs, architecture), name='output')
 
-        self.loss = self._loss(loss or self.task.default_loss, loss_region)
-        # What the progress line and TensorBoard show of training, in the units of the validation score.
-        self.training_score = self.task.training_score(tf, self.output, self.targets)
         self.global_step = tf.compat.v1.train.get_or_create_global_step()
         # The task's validation score of the best checkpoint (lower is better), kept in the checkpoints.
         self.best_valid_score = tf.compat.v1.get_variable('best_valid_score', [], trainable=False,
                                                           initializer=tf.constant_initializer(np.inf))
         # What test, infer and export need: every variable made so far (not the optimiser's slots).
         self.model_variables = tf.compat.v1.global_variables()
+        if training:
+            self._add_training_ops(training)
+
+    def _add_training_ops(self, setup):
+        self.loss = self._loss(setup.loss or self.task.default_loss, setup.loss_region)
+        # What the progress line and TensorBoard show of training, in the units of the validation score.
+        self.training_score = self.task.training_score(tf, self.output, self.targets)
         self.learning_rate = tf.compat.v1.train.polynomial_decay(
-            learning_rate, self.global_step, decay_steps, end_learning_rate=learning_rate / 100)
+            setup.learning_rate, self.global_step, setup.decay_steps, end_learning_rate=setup.learning_rate / 100)
         self.train_op = tf.compat.v1.train.AdamOptimizer(self.learning_rate).minimize(
             self.loss, global_step=self.global_step)
         self.summaries = tf.compat.v1.summary.merge([
@@ -404,7 +420,8 @@ def train(args):
     tf.compat.v1.set_random_seed(args.seed)
     if args.bfloat16 is None:
         args.bfloat16 = cpu_supports_bfloat16()
-    network = Network(architecture, args.lr, max_steps, args.loss, args.loss_region, args.bfloat16)
+    network = Network(architecture, args.bfloat16,
+                      TrainingSetup(args.lr, max_steps, args.loss, args.loss_region))
     clock = TrainingClock()
     checkpoints = Checkpoints(directory, network)
     os.makedirs(args.results_dir, exist_ok=True)
@@ -558,7 +575,7 @@ def save_grid(path, task, dataset, outputs, chosen, args, title):
 
 # ------------------------------------------------------------------------------------------ test and use
 
-def restore_for_inference(args):
+def restore_for_inference(args, for_export=False):
     """Build the network the checkpoint was trained with and restore it: (session, network, prefix)."""
     source = args.checkpoint or task_checkpoint_dir(args)
     # A --checkpoint-dir given as --checkpoint holds the checkpoints in its task's subfolder.
@@ -569,7 +586,7 @@ def restore_for_inference(args):
     args.checkpoint_source = prefix
     architecture = resolve_architecture(args, read_options(os.path.dirname(prefix)))
     tf.compat.v1.reset_default_graph()
-    network = Network(architecture, bfloat16=bool(args.bfloat16))
+    network = Network(architecture, bfloat16=bool(args.bfloat16), for_export=for_export)
     variables = network.model_variables
     session = tf.compat.v1.Session()
     restore_checkpoint(tf.compat.v1.train.Saver(variables), session, prefix, variables)
@@ -614,7 +631,7 @@ def infer(args):
 
 
 def export(args):
-    session, network, prefix = restore_for_inference(args)
+    session, network, prefix = restore_for_inference(args, for_export=True)
     import inference
     with session:
         inference.export_model(session, network, prefix, args)
