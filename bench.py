@@ -12,10 +12,10 @@ What is measured, each in its own process, one after the other, with convworking
 batch size, in float32 and, where the CPU has AVX-512 BF16 or AMX, in bfloat16:
   program  convworking.py's real training path: its main(['--mode', 'train', ...]) on the data set, with its
            data feeding, fetches, summaries, and its periodic block (batch-norm refresh, validation,
-           checkpoint; every 250 steps by default). Step times come from convworking's own progress callback
-           (ProgressLine, wrapped, not changed). The run ends with the periodic block (train() runs it at the
-           last step): its time is spread over the default intervals, program img/s = batch / (median step
-           time + periodic block / 250). The parts of the block that build an inference path on first use
+           checkpoint; every 250 steps by default). Step times and the periodic work's times come from the
+           training loop's public observer (convworking.TrainingObserver). The run ends with the periodic
+           block (train() runs it at the last step): its time is spread over the default intervals, program
+           img/s = batch / (median step time + periodic block / 250). The parts of the block that build an inference path on first use
            run twice there and the second run counts: a long run pays that set-up once, not every interval.
            `train_program_steady_img_s` is the steps alone.
   bare     the same graph (convworking.Network, unchanged) with its placeholders mapped to in-memory random
@@ -235,11 +235,11 @@ def calls_of(function, calls):
 # worker after the other would compare those drifts, not the programs.
 
 def worker_program(spec, channel):
-    """convworking.py's training path, unchanged, paced through its own progress callback (ProgressLine).
+    """convworking.py's training path, unchanged, watched through its public TrainingObserver.
 
     The run ends with the periodic block the default configuration runs every --validate-every steps
     (batch-norm refresh, validation, checkpoint): its duration is the time from the last step's progress
-    update to the end of train(). With spec['repeat_periodic'], its parts that build a new inference path on
+    update to the end of main(). With spec['repeat_periodic'], its parts that build a new inference path on
     first use (calibrate_batch_norm, validate) run twice and the first runs are left out, since a long run pays
     that set-up once, not every interval.
     """
@@ -250,40 +250,23 @@ def worker_program(spec, channel):
     batch = spec['batch_size']
     pacer = Pacer(channel, 'program', spec['warmup'], spec['steps'], batch)
     stamps, calls = [], {}
+    repeat = 2 if spec['repeat_periodic'] else 1
 
-    class PacedProgressLine(convworking.ProgressLine):
-        def update(self, step, epoch, loss):
-            super().update(step, epoch, loss)
+    class PacedObserver(convworking.TrainingObserver):
+        """Paces the steps with the parent's rounds and times the periodic work, repeating the parts that build
+        an inference path on first use (see above)."""
+
+        def step_done(self, step):
             pacer.step_done()                    # may wait for the parent: the stamp comes after
             stamps.append(time.perf_counter())
 
-    def timed(name, function, repeat, materialise=None):
-        def wrapper(*args, **kwargs):
-            if materialise is not None:          # a generator argument would be empty on the second run
-                args = list(args)
-                args[materialise] = list(args[materialise])
-            for _ in range(repeat):
+        def periodic(self, name, work):
+            for _ in range(repeat if name in ('calibrate_batch_norm', 'validate') else 1):
                 started = time.perf_counter()
-                result = function(*args, **kwargs)
+                result = work()
                 calls.setdefault(name, []).append(time.perf_counter() - started)
             return result
-        return wrapper
 
-    repeat = 2 if spec['repeat_periodic'] else 1
-    convworking.ProgressLine = PacedProgressLine
-    convworking.validate = timed('validate', convworking.validate, repeat)
-    if hasattr(convworking.Network, 'calibrate_batch_norm'):
-        convworking.Network.calibrate_batch_norm = timed(
-            'calibrate_batch_norm', convworking.Network.calibrate_batch_norm, repeat, materialise=2)
-    convworking.Checkpoints.save_latest = timed('save_latest', convworking.Checkpoints.save_latest, 1)
-    convworking.save_grid = timed('save_grid', convworking.save_grid, 1)
-    real_train, ended = convworking.train, []
-
-    def timed_train(args):
-        real_train(args)
-        ended.append(time.perf_counter())
-
-    convworking.train = timed_train
     defaults = convworking.parse_args(['--mode', 'train'])
     total_steps = spec['warmup'] + spec['windows'] * spec['steps']
     argv = ['--mode', 'train', '--restart', '--max-steps', str(total_steps),
@@ -296,7 +279,8 @@ def worker_program(spec, channel):
             '--generated-subjects', '0']
     if spec['data']:
         argv += ['--data', spec['data']]
-    status = convworking.main(argv)
+    status = convworking.main(argv, PacedObserver())
+    ended = time.perf_counter()
     if status:
         raise RuntimeError(f"convworking.py {' '.join(argv)} exited with {status}")
     if len(stamps) != total_steps or not pacer.finished:
@@ -306,7 +290,7 @@ def worker_program(spec, channel):
     # grid that training draws at its last step (grids come only every plot_every steps).
     # (validate's first run holds a grid of its own, already left out with it.)
     repeated_first_runs = sum(times[0] for name, times in calls.items() if len(times) > 1 and name != 'save_grid')
-    block = ended[0] - stamps[-1] - repeated_first_runs - calls.get('save_grid', [0])[-1]
+    block = ended - stamps[-1] - repeated_first_runs - calls.get('save_grid', [0])[-1]
     save = sum(calls.get('save_latest', []))
     return {
         'periodic_block_s': block,

@@ -407,7 +407,22 @@ def cpu_supports_bfloat16():
     return ' avx512_bf16' in flags or ' amx_bf16' in flags
 
 
-def train(args):
+class TrainingObserver:
+    """A public view of the training loop, for callers that measure it (bench.py); this one watches nothing.
+
+    `step_done` follows every training step's progress update. The periodic work (batch-norm calibration,
+    validation, its grid, the latest checkpoint) runs through `periodic(name, work)`, which must call `work()`
+    and return its result; an observer may time it, or run it more than once.
+    """
+
+    def step_done(self, step):
+        pass
+
+    def periodic(self, name, work):
+        return work()
+
+
+def train(args, observer=TrainingObserver()):
     say(f"loading the data of {args.data} and building the network")
     directory, saved_options = prepare_checkpoint_dir(args)
     architecture = resolve_architecture(args, saved_options)
@@ -452,19 +467,21 @@ def train(args):
                 raise UsageError(f"the loss became {loss} at step {step}; stopped without saving. The last good "
                                  f"checkpoint is {last_good or 'none (none was saved yet)'}; try a lower --lr")
             progress.update(step, epoch + 1, score)
+            observer.step_done(step)
             if step % args.summary_every == 0:
                 writer.add_summary(summary, step)
             if step % args.validate_every == 0 or step == max_steps:
-                network.calibrate_batch_norm(session, (
+                observer.periodic('calibrate_batch_norm', lambda: network.calibrate_batch_norm(session, (
                     train_set.training_batch(step + i, args.batch_size, args.seed, args.flip)[0]
-                    for i in range(CALIBRATION_BATCHES)))
-                score = validate(args, session, network, checkpoints, valid_set, examples, writer, step, progress,
-                                 plot=step % args.plot_every == 0 or step == max_steps)
+                    for i in range(CALIBRATION_BATCHES))))
+                score = observer.periodic('validate', lambda: validate(
+                    args, session, network, checkpoints, valid_set, examples, writer, step, progress, observer,
+                    plot=step % args.plot_every == 0 or step == max_steps))
                 history.append({'step': int(step), 'minutes': round(clock.seconds() / 60, 3), 'score': float(score)})
                 record_training_curve(args, directory, history, task)
             if step % args.save_every == 0 or step == max_steps:
                 clock.store(session)
-                last_good = checkpoints.save_latest(session, step)
+                last_good = observer.periodic('save_latest', lambda: checkpoints.save_latest(session, step))
         writer.close()
         elapsed = time.time() - started
         best = session.run(network.best_valid_score)
@@ -523,7 +540,7 @@ def training_options(args):
     return options
 
 
-def validate(args, session, network, checkpoints, valid_set, examples, writer, step, progress, plot):
+def validate(args, session, network, checkpoints, valid_set, examples, writer, step, progress, observer, plot):
     task = network.task
     outputs = network.predict(session, valid_set.batches(args.batch_size))
     score = task.valid_score(outputs, valid_set.targets)
@@ -535,8 +552,8 @@ def validate(args, session, network, checkpoints, valid_set, examples, writer, s
     progress.message(f"step {step}: {task.format_score(score)}{' (best so far, saved)' if improved else ''}")
     if plot:
         path = os.path.join(args.results_dir, f'step_{step:06d}.png')
-        save_grid(path, task, valid_set, outputs, examples, args,
-                  f'valid split, step {step}, {task.format_score(score)}')
+        observer.periodic('save_grid', lambda: save_grid(path, task, valid_set, outputs, examples, args,
+                                                         f'valid split, step {step}, {task.format_score(score)}'))
         writer.add_summary(image_summary('valid/grid', path), step)
     return score
 
@@ -852,12 +869,16 @@ def interrupted_training_note(args, argv):
             f"Resume with: {rerun}")
 
 
-def main(argv=None):
+def main(argv=None, observer=TrainingObserver()):
+    """The command line; `observer` watches a training (see TrainingObserver)."""
     argv = sys.argv[1:] if argv is None else [str(word) for word in argv]
     args = parse_args(argv)
     tf.compat.v1.disable_eager_execution()
     try:
-        {'train': train, 'test': test, 'infer': infer, 'export': export}[args.mode](args)
+        if args.mode == 'train':
+            train(args, observer)
+        else:
+            {'test': test, 'infer': infer, 'export': export}[args.mode](args)
     except (UsageError, DataError, DepthImageError, FolderError, generated_data.GenerationError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2
