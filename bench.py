@@ -70,9 +70,6 @@ SUFFIX = {'float32': '_f32', 'bfloat16': '_bf16'}
 MEASURED_KEYS = ('train_program_img_s', 'train_program_steady_img_s', 'train_bare_img_s', 'train_keras_img_s',
                  'train_torch_img_s', 'infer_img_s', 'infer_frozen_img_s', 'latency_ms', 'latency_frozen_ms',
                  'gflops_program', 'gflops_bare', 'gflops_keras', 'gflops_torch', 'matmul_gflops', 'peak_rss_mb')
-REQUIRED_KEYS = ('train_program_img_s', 'train_bare_img_s', 'train_keras_img_s', 'train_torch_img_s',
-                 'infer_img_s', 'infer_frozen_img_s', 'latency_ms', 'gflop_per_train_image', 'gflops_program',
-                 'gflops_bare', 'matmul_gflops', 'peak_rss_mb')
 # Warm-up steps (after 3, bfloat16 and PyTorch still ran their first windows slow), timed windows, steps per
 # window, inference batches per window, single-image calls; whether the periodic block's first-use parts run
 # twice (see worker_program); which precisions are measured (None: both).
@@ -798,7 +795,7 @@ def run_benchmark(args):
     common = dict(architecture=architecture, layers=layer_spec(architecture), batch_size=args.batch_size,
                   warmup=args.warmup, windows=args.windows, steps=args.steps, infer_steps=args.infer_steps,
                   infer_batch=args.infer_batch, latency_calls=args.latency_calls, data=args.data,
-                  repeat_periodic=args.repeat_periodic, matmul_size=args.matmul_size, matmul_steps=1,
+                  repeat_periodic=args.repeat_periodic, matmul_size=args.matmul_size,
                   lr=1e-3, decay_steps=10000, batch_norm_decay=layer_ops.BATCH_NORM_DECAY,
                   batch_norm_epsilon=layer_ops.BATCH_NORM_EPSILON, leaky_relu_alpha=layer_ops.LEAKY_RELU_ALPHA)
     workers = ['program', 'graph', 'keras', 'torch']
