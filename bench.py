@@ -59,6 +59,9 @@ import sys
 import tempfile
 import time
 
+from machine import cpu_model_and_flags, cpu_supports_bfloat16
+from safe_files import write_strict_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROGRAM = 'bench.py'
 IMAGE_SHAPE = (128, 128, 1)
@@ -719,16 +722,7 @@ def measure(names, spec, windows, settle, log):
 # ------------------------------------------------------------------------------------------------ machine
 
 def cpu_description():
-    model, flags = platform.processor() or 'unknown', set()
-    try:
-        with open('/proc/cpuinfo') as file:
-            for line in file:
-                if line.startswith('model name') and model in ('unknown', platform.processor()):
-                    model = line.split(':', 1)[1].strip()
-                elif line.startswith('flags'):
-                    flags = set(line.split(':', 1)[1].split())
-    except OSError:
-        pass
+    model, flags = cpu_model_and_flags()
     return {'cpu': model, 'cores': os.cpu_count(), 'avx512f': 'avx512f' in flags,
             'avx512_bf16': 'avx512_bf16' in flags, 'amx_bf16': 'amx_bf16' in flags,
             'memory_gb': round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30, 1),
@@ -758,7 +752,7 @@ def program_default_precision():
     import convworking
     chosen = convworking.parse_args(['--mode', 'train']).bfloat16
     if chosen is None:        # 'where the CPU has it'
-        chosen = getattr(convworking, 'cpu_supports_bfloat16', lambda: False)()
+        chosen = cpu_supports_bfloat16()
     return 'bfloat16' if chosen else 'float32'
 
 
@@ -1114,9 +1108,7 @@ def main(argv=None):
     report = run_benchmark(args)
     print_report(report)
     if args.out:
-        with open(args.out + '.tmp', 'w') as file:
-            json.dump(report, file, indent=2)
-        os.replace(args.out + '.tmp', args.out)
+        write_strict_json(args.out, report)
         print(f"{PROGRAM}: wrote {args.out}")
     return 1 if report['failures'] else 0
 

@@ -25,6 +25,7 @@ from checkpointing import (LATEST_STATE_FILE, CheckpointError, Checkpoints, chec
                            remove_checkpoints, restore_checkpoint, resume_or_start, write_options)
 from depth_dataset import DataError, IMAGE_SIZE
 from depth_png import DepthImageError
+from machine import cpu_supports_bfloat16
 from plotting import save_results_grid
 from progress import ProgressLine
 from quiet_tensorflow import error_summary, import_tensorflow_quietly, tf
@@ -225,16 +226,6 @@ def prepare_checkpoint_dir(args):
     directory = task_checkpoint_dir(args)
     args.checkpoint_source = directory
     return directory, {} if args.restart else read_options(directory)
-
-
-def cpu_supports_bfloat16():
-    """True where the CPU has bfloat16 arithmetic (AVX-512 BF16 or AMX); elsewhere bfloat16 is emulated, slowly."""
-    try:
-        with open('/proc/cpuinfo') as cpuinfo:
-            flags = cpuinfo.read()
-    except OSError:
-        return False
-    return ' avx512_bf16' in flags or ' amx_bf16' in flags
 
 
 class TrainingObserver:
