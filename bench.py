@@ -695,19 +695,18 @@ def table(report):
     return '\n'.join(lines)
 
 
-TARGETS = (('program_over_bare', 0.9, 'program / bare graph'),
-           ('program_over_keras', 1.0, 'program / Keras'),
-           ('program_over_torch', 1.0, 'program / PyTorch'),
-           ('bare_over_keras', 1.0, 'bare graph / Keras'),
-           ('bare_over_torch', 1.0, 'bare graph / PyTorch'))
+def read_targets(path):
+    """The targets of a targets file (bench_targets.json): [(ratio key, lowest acceptable value, name)]."""
+    with open(path) as file:
+        return [(target['ratio'], target['at_least'], target['name']) for target in json.load(file)['targets']]
 
 
-def verdicts(report):
-    """The issue's targets, each with its measured ratio and whether it is met (same run, same rounds)."""
+def verdicts(report, targets):
+    """The targets, each with its measured ratio and whether it is met (same run, same rounds)."""
     ratios, spread, lines = report['ratios'], report['ratio_spread'], []
     for precision in report['settings']['precisions']:
         suffix = SUFFIX[precision]
-        for key, target, text in TARGETS:
+        for key, target, text in targets:
             value = ratios.get(key + suffix)
             if value is not None:
                 low, high = spread[key + suffix]
@@ -727,7 +726,7 @@ def verdicts(report):
     return '\n'.join(lines)
 
 
-def print_report(report, stream=sys.stdout):
+def print_report(report, targets, stream=sys.stdout):
     settings, machine, found = report['settings'], report['machine'], report['versions']
     print(f"{PROGRAM}: {report['date']}; {machine['cpu']}, {machine['cores']} cores"
           f"{', AVX-512 BF16' if machine['avx512_bf16'] else ''}{', AMX' if machine['amx_bf16'] else ''}, "
@@ -745,7 +744,7 @@ def print_report(report, stream=sys.stdout):
               f"{program['save_every']} steps take {program['periodic_block_s']:.1f} s "
               f"({program['periodic_estimate']})", file=stream)
     print(table(report), file=stream)
-    print(verdicts(report), file=stream)
+    print(verdicts(report, targets), file=stream)
     by_reason = {}
     for key, reason in sorted(report['null_because'].items()):
         by_reason.setdefault(reason, []).append(key)
@@ -764,6 +763,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--out', help='also write the results as JSON to this file')
+    parser.add_argument('--targets', default=os.path.join(HERE, 'bench_targets.json'),
+                        help='the speed targets to print verdicts against (JSON)')
     parser.add_argument('--quick', action='store_true',
                         help="under 2 minutes: fewer, shorter windows, and only the program's default precision")
     parser.add_argument('--tiny', action='store_true',
@@ -815,9 +816,10 @@ def main(argv=None):
     if argv[:1] == ['--worker']:
         return worker_main(*argv[1:4])
     args = parse_args(argv)
+    targets = read_targets(args.targets)   # before the minutes of measuring: a bad file fails at once
     sys.path.insert(0, HERE)
     report = run_benchmark(args)
-    print_report(report)
+    print_report(report, targets)
     if args.out:
         write_strict_json(args.out, report)
         print(f"{PROGRAM}: wrote {args.out}")
