@@ -61,7 +61,7 @@ import time
 
 from bench_peers import IMAGE_SHAPE, worker_keras, worker_torch
 from bench_timing import Channel, Pacer, calls_of, window_of
-from machine import cpu_model_and_flags, cpu_supports_bfloat16
+from machine import cpu_model_and_flags
 from safe_files import write_strict_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -462,8 +462,6 @@ def program_default_precision():
     """The precision `python convworking.py --mode train` uses on this machine when not told."""
     import convworking
     chosen = convworking.parse_args(['--mode', 'train']).bfloat16
-    if chosen is None:        # 'where the CPU has it'
-        chosen = cpu_supports_bfloat16()
     return 'bfloat16' if chosen else 'float32'
 
 

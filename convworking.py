@@ -181,8 +181,9 @@ def task_checkpoint_dir(args):
     return os.path.join(args.checkpoint_dir, args.task)
 
 
-def resolve_architecture(args, saved_options):
-    """Architecture = what the user gave, else what the checkpoint was trained with, else the defaults.
+def resolve_architecture(args, saved_options, source):
+    """Architecture = what the user gave, else what the checkpoint was trained with (the options saved in
+    `source`, a checkpoint or its folder), else the defaults.
 
     An explicitly given option that contradicts the checkpoint's is refused: that checkpoint cannot be used
     with it, and silently ignoring it would be worse.
@@ -192,11 +193,11 @@ def resolve_architecture(args, saved_options):
     for key, default in ARCHITECTURE_DEFAULTS.items():
         given = getattr(args, key)
         if key == 'task' and not args.task_given and saved.get(key, given) != given:
-            raise UsageError(f"{args.checkpoint_source} holds a --task {saved[key]} checkpoint; give --task "
+            raise UsageError(f"{source} holds a --task {saved[key]} checkpoint; give --task "
                              f"{saved[key]} to use it")
         if given is not None and key in saved and given != saved[key]:
             raise UsageError(f"--{key.replace('_', '-')} {given} contradicts the checkpoint in "
-                             f"{args.checkpoint_source}, trained with {saved[key]}")
+                             f"{source}, trained with {saved[key]}")
         architecture[key] = given if given is not None else saved.get(key, default)
     return architecture
 
@@ -224,7 +225,6 @@ def prepare_checkpoint_dir(args):
     Nothing is created or removed here: --restart deletes only once every check of the command has passed.
     """
     directory = task_checkpoint_dir(args)
-    args.checkpoint_source = directory
     return directory, {} if args.restart else read_options(directory)
 
 
@@ -246,7 +246,7 @@ class TrainingObserver:
 def train(args, observer=TrainingObserver()):
     say(f"loading the data of {args.data} and building the network")
     directory, saved_options = prepare_checkpoint_dir(args)
-    architecture = resolve_architecture(args, saved_options)
+    architecture = resolve_architecture(args, saved_options, directory)
     task = TASKS[architecture['task']]
     train_set, valid_set = task.load_training(args), task.load(args, 'valid')
     steps_per_epoch = train_set.steps_per_epoch(args.batch_size)
@@ -254,8 +254,6 @@ def train(args, observer=TrainingObserver()):
 
     tf.compat.v1.reset_default_graph()
     tf.compat.v1.set_random_seed(args.seed)
-    if args.bfloat16 is None:
-        args.bfloat16 = cpu_supports_bfloat16()
     network = Network(architecture, args.bfloat16,
                       TrainingSetup(args.lr, max_steps, args.loss, args.loss_region))
     clock = TrainingClock()
@@ -380,10 +378,9 @@ def restore_for_inference(args, for_export=False):
     if not prefix:
         raise UsageError(f"{source}: no checkpoint found, nor in {os.path.join(source, args.task)} "
                          "(train first, or give --checkpoint PATH)")
-    args.checkpoint_source = prefix
-    architecture = resolve_architecture(args, read_options(os.path.dirname(prefix)))
+    architecture = resolve_architecture(args, read_options(os.path.dirname(prefix)), prefix)
     tf.compat.v1.reset_default_graph()
-    network = Network(architecture, bfloat16=bool(args.bfloat16), for_export=for_export)
+    network = Network(architecture, bfloat16=args.bfloat16, for_export=for_export)
     variables = network.model_variables
     session = tf.compat.v1.Session()
     restore_checkpoint(tf.compat.v1.train.Saver(variables), session, prefix, variables)
@@ -634,6 +631,8 @@ def parse_args(argv=None):
         if value is not None and value not in allowed:
             parser.error(f"{option} {value} does not fit --task {args.task} (choose from {', '.join(allowed)})")
     args.loss = args.loss or task.default_loss
+    if args.bfloat16 is None:   # see --help: training uses it where the CPU computes it fast
+        args.bfloat16 = args.mode == 'train' and cpu_supports_bfloat16()
     args.loss_region = args.loss_region or task.loss_regions[0]
     return args
 

@@ -477,7 +477,7 @@ def write_export(session, network, checkpoint, args, graph_def, targets):
         'valid_rmse_mm': float(valid_rmse) if np.isfinite(valid_rmse) else None,
         'test_rmse_mm': rmse_on_test_split(checkpoint, args.results_dir, args.data),
         'architecture': network.architecture,
-        'bfloat16': bool(args.bfloat16),
+        'bfloat16': args.bfloat16,
         'max_abs_difference_to_checkpoint': differences,
     }
     write_strict_json(info_path, info)
