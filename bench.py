@@ -12,10 +12,10 @@ What is measured, each in its own process, one after the other, with convworking
 batch size, in float32 and, where the CPU has AVX-512 BF16 or AMX, in bfloat16:
   program  convworking.py's real training path: its main(['--mode', 'train', ...]) on the data set, with its
            data feeding, fetches, summaries, and its periodic block (batch-norm refresh, validation,
-           checkpoint; every 250 steps by default). Step times come from convworking's own progress callback
-           (ProgressLine, wrapped, not changed). The run ends with the periodic block (train() runs it at the
-           last step): its time is spread over the default intervals, program img/s = batch / (median step
-           time + periodic block / 250). The parts of the block that build an inference path on first use
+           checkpoint; every 250 steps by default). Step times and the periodic work's times come from the
+           training loop's public observer (convworking.TrainingObserver). The run ends with the periodic
+           block (train() runs it at the last step): its time is spread over the default intervals, program
+           img/s = batch / (median step time + periodic block / 250). The parts of the block that build an inference path on first use
            run twice there and the second run counts: a long run pays that set-up once, not every interval.
            `train_program_steady_img_s` is the steps alone.
   bare     the same graph (convworking.Network, unchanged) with its placeholders mapped to in-memory random
@@ -59,9 +59,13 @@ import sys
 import tempfile
 import time
 
+from bench_peers import IMAGE_SHAPE, worker_keras, worker_torch
+from bench_timing import Channel, Pacer, calls_of, window_of
+from machine import cpu_model_and_flags
+from safe_files import write_strict_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROGRAM = 'bench.py'
-IMAGE_SHAPE = (128, 128, 1)
 TRAIN_FLOPS_PER_FORWARD = 3
 PRECISIONS = ('float32', 'bfloat16')
 SUFFIX = {'float32': '_f32', 'bfloat16': '_bf16'}
@@ -70,9 +74,6 @@ SUFFIX = {'float32': '_f32', 'bfloat16': '_bf16'}
 MEASURED_KEYS = ('train_program_img_s', 'train_program_steady_img_s', 'train_bare_img_s', 'train_keras_img_s',
                  'train_torch_img_s', 'infer_img_s', 'infer_frozen_img_s', 'latency_ms', 'latency_frozen_ms',
                  'gflops_program', 'gflops_bare', 'gflops_keras', 'gflops_torch', 'matmul_gflops', 'peak_rss_mb')
-REQUIRED_KEYS = ('train_program_img_s', 'train_bare_img_s', 'train_keras_img_s', 'train_torch_img_s',
-                 'infer_img_s', 'infer_frozen_img_s', 'latency_ms', 'gflop_per_train_image', 'gflops_program',
-                 'gflops_bare', 'matmul_gflops', 'peak_rss_mb')
 # Warm-up steps (after 3, bfloat16 and PyTorch still ran their first windows slow), timed windows, steps per
 # window, inference batches per window, single-image calls; whether the periodic block's first-use parts run
 # twice (see worker_program); which precisions are measured (None: both).
@@ -133,100 +134,6 @@ def layer_spec(architecture):
     return spec
 
 
-# ------------------------------------------------------------------------------------------------ timing
-
-class Channel:
-    """A worker's side of the conversation with the parent: commands on stdin, replies on a pipe.
-
-    The parent sends {'do': 'window', 'name': M} (time one window of measurement M and reply with its
-    duration) or {'do': 'finish'} (end, reply with the worker's final details). Between commands the worker
-    waits idle, so that the parent can run one window of every measurement in turn (interleaved).
-    """
-
-    def __init__(self, reply_fd):
-        self.replies = os.fdopen(reply_fd, 'w')
-
-    def reply(self, message):
-        self.replies.write(json.dumps(message) + '\n')
-        self.replies.flush()
-
-    @staticmethod
-    def command():
-        line = sys.stdin.readline()
-        if not line:
-            raise SystemExit(f"{PROGRAM}: worker: the parent went away")
-        return json.loads(line)
-
-    def serve(self, windows):
-        """Answer window commands with windows[name](); return at 'finish'."""
-        self.reply({'ready': list(windows)})
-        while True:
-            command = self.command()
-            if command['do'] == 'finish':
-                return
-            self.reply(dict(windows[command['name']](), name=command['name']))
-
-
-class Pacer:
-    """For a loop that runs by itself (convworking's training, Keras's fit, a plain loop): call
-    step_done() after every step. After `warmup` steps it reports ready and waits for a command; a window
-    command lets `steps` more steps run, timed from the moment the command arrived; a finish command lets the
-    loop run on to its end (the caller replies with the final details)."""
-
-    def __init__(self, channel, name, warmup, steps, images_per_step):
-        self.channel, self.name, self.warmup, self.steps = channel, name, warmup, steps
-        self.images_per_step = images_per_step
-        self.done, self.window_end, self.started, self.finished = 0, None, None, False
-        self.first_steps = []
-        self.last = time.perf_counter()
-
-    def step_done(self):
-        now = time.perf_counter()
-        self.done += 1
-        if self.done <= self.warmup:
-            self.first_steps.append(now - self.last)
-            self.last = now
-        if self.finished:
-            return
-        if self.done == self.warmup:
-            self.channel.reply({'ready': [self.name]})
-            self._next()
-        elif self.done == self.window_end:
-            self.channel.reply({'name': self.name, 'seconds': now - self.started,
-                                'images': self.steps * self.images_per_step})
-            self._next()
-
-    def _next(self):
-        command = self.channel.command()
-        if command['do'] == 'finish':
-            self.finished = True
-        else:
-            self.window_end = self.done + self.steps
-            self.started = time.perf_counter()
-
-
-def window_of(function, repeats, images):
-    """A window function: `repeats` calls of function(), timed together."""
-    def window():
-        started = time.perf_counter()
-        for _ in range(repeats):
-            function()
-        return {'seconds': time.perf_counter() - started, 'images': repeats * images}
-    return window
-
-
-def calls_of(function, calls):
-    """A window function for latency: `calls` calls of function(), each timed."""
-    def window():
-        durations = []
-        for _ in range(calls):
-            started = time.perf_counter()
-            function()
-            durations.append(time.perf_counter() - started)
-        return {'seconds': sum(durations), 'images': calls, 'calls': durations}
-    return window
-
-
 # ------------------------------------------------------------------------------------------------ workers
 # Each runs in its own process (python bench.py --worker NAME SPEC REPLY_FD), so that one's threads, eager or
 # graph mode and memory do not touch the others, and the training process's peak memory is its own. All the
@@ -235,11 +142,11 @@ def calls_of(function, calls):
 # worker after the other would compare those drifts, not the programs.
 
 def worker_program(spec, channel):
-    """convworking.py's training path, unchanged, paced through its own progress callback (ProgressLine).
+    """convworking.py's training path, unchanged, watched through its public TrainingObserver.
 
     The run ends with the periodic block the default configuration runs every --validate-every steps
     (batch-norm refresh, validation, checkpoint): its duration is the time from the last step's progress
-    update to the end of train(). With spec['repeat_periodic'], its parts that build a new inference path on
+    update to the end of main(). With spec['repeat_periodic'], its parts that build a new inference path on
     first use (calibrate_batch_norm, validate) run twice and the first runs are left out, since a long run pays
     that set-up once, not every interval.
     """
@@ -250,40 +157,23 @@ def worker_program(spec, channel):
     batch = spec['batch_size']
     pacer = Pacer(channel, 'program', spec['warmup'], spec['steps'], batch)
     stamps, calls = [], {}
+    repeat = 2 if spec['repeat_periodic'] else 1
 
-    class PacedProgressLine(convworking.ProgressLine):
-        def update(self, step, epoch, loss):
-            super().update(step, epoch, loss)
+    class PacedObserver(convworking.TrainingObserver):
+        """Paces the steps with the parent's rounds and times the periodic work, repeating the parts that build
+        an inference path on first use (see above)."""
+
+        def step_done(self, step):
             pacer.step_done()                    # may wait for the parent: the stamp comes after
             stamps.append(time.perf_counter())
 
-    def timed(name, function, repeat, materialise=None):
-        def wrapper(*args, **kwargs):
-            if materialise is not None:          # a generator argument would be empty on the second run
-                args = list(args)
-                args[materialise] = list(args[materialise])
-            for _ in range(repeat):
+        def periodic(self, name, work):
+            for _ in range(repeat if name in ('calibrate_batch_norm', 'validate') else 1):
                 started = time.perf_counter()
-                result = function(*args, **kwargs)
+                result = work()
                 calls.setdefault(name, []).append(time.perf_counter() - started)
             return result
-        return wrapper
 
-    repeat = 2 if spec['repeat_periodic'] else 1
-    convworking.ProgressLine = PacedProgressLine
-    convworking.validate = timed('validate', convworking.validate, repeat)
-    if hasattr(convworking.Network, 'calibrate_batch_norm'):
-        convworking.Network.calibrate_batch_norm = timed(
-            'calibrate_batch_norm', convworking.Network.calibrate_batch_norm, repeat, materialise=2)
-    convworking.Checkpoints.save_latest = timed('save_latest', convworking.Checkpoints.save_latest, 1)
-    convworking.save_grid = timed('save_grid', convworking.save_grid, 1)
-    real_train, ended = convworking.train, []
-
-    def timed_train(args):
-        real_train(args)
-        ended.append(time.perf_counter())
-
-    convworking.train = timed_train
     defaults = convworking.parse_args(['--mode', 'train'])
     total_steps = spec['warmup'] + spec['windows'] * spec['steps']
     argv = ['--mode', 'train', '--restart', '--max-steps', str(total_steps),
@@ -296,7 +186,8 @@ def worker_program(spec, channel):
             '--generated-subjects', '0']
     if spec['data']:
         argv += ['--data', spec['data']]
-    status = convworking.main(argv)
+    status = convworking.main(argv, PacedObserver())
+    ended = time.perf_counter()
     if status:
         raise RuntimeError(f"convworking.py {' '.join(argv)} exited with {status}")
     if len(stamps) != total_steps or not pacer.finished:
@@ -306,7 +197,7 @@ def worker_program(spec, channel):
     # grid that training draws at its last step (grids come only every plot_every steps).
     # (validate's first run holds a grid of its own, already left out with it.)
     repeated_first_runs = sum(times[0] for name, times in calls.items() if len(times) > 1 and name != 'save_grid')
-    block = ended[0] - stamps[-1] - repeated_first_runs - calls.get('save_grid', [0])[-1]
+    block = ended - stamps[-1] - repeated_first_runs - calls.get('save_grid', [0])[-1]
     save = sum(calls.get('save_latest', []))
     return {
         'periodic_block_s': block,
@@ -354,7 +245,7 @@ def worker_graph(spec, channel):
     # bare: the Network's graph, its placeholders mapped to in-memory batches; only the train op runs.
     with tf.Graph().as_default():
         tf.compat.v1.set_random_seed(0)
-        network = convworking.Network(architecture, bfloat16=bf16)
+        network = convworking.Network(architecture, bf16, convworking.TrainingSetup())
         meta_graph = tf.compat.v1.train.export_meta_graph()
         train_op_name = network.train_op.name
     with tf.Graph().as_default() as graph:
@@ -383,6 +274,10 @@ def worker_graph(spec, channel):
         session = session_of(graph)
         session.run(tf.compat.v1.global_variables_initializer())
         project = session.make_callable(network.output, feed_list=[network.inputs])
+    with tf.Graph().as_default() as graph:
+        network = convworking.Network(architecture, bfloat16=bf16, for_export=True)
+        session = session_of(graph)
+        session.run(tf.compat.v1.global_variables_initializer())
         frozen_graph_def = inference.frozen_inference_graph(session, network)
     with tf.Graph().as_default() as graph:
         tf.compat.v1.import_graph_def(frozen_graph_def, name='')
@@ -413,202 +308,6 @@ def worker_graph(spec, channel):
     for session in sessions:
         session.close()
     return dict(details, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-
-
-def worker_keras(spec, channel):
-    """The network in Keras 3 (TensorFlow backend), trained with Model.fit on in-memory arrays."""
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    os.environ['KERAS_BACKEND'] = 'tensorflow'
-    import numpy as np
-    import keras
-    from keras import layers, ops
-
-    keras.mixed_precision.set_global_policy('mixed_bfloat16' if spec['precision'] == 'bfloat16' else 'float32')
-    keras.utils.set_random_seed(0)
-    momentum, epsilon, alpha = spec['batch_norm_decay'], spec['batch_norm_epsilon'], spec['leaky_relu_alpha']
-
-    class TiedConv2DTranspose(layers.Layer):
-        """The transposed convolution with the kernel of an encoder Conv2D (the layouts agree, as in TF)."""
-
-        def __init__(self, conv, output_shape, use_bias, **kwargs):
-            super().__init__(**kwargs)
-            self.kernel_of = lambda: conv.kernel      # a function, so Keras does not track conv twice
-            self.stride, self.target_shape, self.use_bias = conv.strides, tuple(output_shape), use_bias
-
-        def build(self, input_shape):
-            if self.use_bias:
-                self.bias = self.add_weight(shape=(self.target_shape[-1],), initializer='zeros', name='bias')
-
-        def call(self, x):
-            kernel = ops.cast(self.kernel_of(), self.compute_dtype)
-            y = ops.conv_transpose(x, kernel, self.stride, padding='same')
-            return y + ops.cast(self.bias, self.compute_dtype) if self.use_bias else y
-
-        def compute_output_shape(self, input_shape):
-            return (input_shape[0], *self.target_shape)
-
-    class ResidualGate(layers.Layer):
-        def build(self, input_shape):
-            self.gate = self.add_weight(shape=(), initializer='zeros', name='gate')
-
-        def call(self, inputs, logits):
-            return inputs + self.gate * logits
-
-    def face_mse(y_true, y_pred):
-        # Per image: its share of the batch's face-weighted sum, scaled so that Keras's mean over the batch
-        # is exactly the project's loss: sum(error^2 * face) / sum(face) over the whole batch.
-        y_pred = ops.cast(y_pred, 'float32')
-        face = ops.cast(y_true > 0, 'float32')
-        per_image = ops.sum(ops.square(y_pred - y_true) * face, axis=(1, 2, 3))
-        return per_image * ops.cast(ops.shape(y_true)[0], 'float32') / ops.maximum(ops.sum(face), 1.0)
-
-    inputs = keras.Input(IMAGE_SHAPE)
-    net, convs, outputs, shapes = inputs, {}, {}, {}
-    for layer in spec['layers']:
-        shapes[layer['name']] = tuple(net.shape[1:])
-        if layer['kind'] == 'conv':
-            conv = convs[layer['name']] = layers.Conv2D(layer['channels'], layer['kernel'], layer['stride'], 'same',
-                                                        use_bias=not layer['batch_norm'], name=layer['name'])
-            net = conv(net)
-            net = layers.BatchNormalization(momentum=momentum, epsilon=epsilon)(net) if layer['batch_norm'] else net
-            net = layers.LeakyReLU(alpha)(net)
-        else:
-            net = layers.MaxPooling2D(layer['size'], padding='same')(net)
-        outputs[layer['name']] = net
-    for index, layer in reversed(list(enumerate(spec['layers']))):
-        if layer['skip']:
-            net = layers.Add()([net, outputs[layer['name']]])
-        if layer['kind'] == 'conv':
-            is_output = index == 0
-            net = TiedConv2DTranspose(convs[layer['name']], shapes[layer['name']],
-                                      use_bias=is_output or not layer['batch_norm'],
-                                      name=f"{layer['name']}_reversed")(net)
-            if not is_output:
-                if layer['batch_norm']:
-                    net = layers.BatchNormalization(momentum=momentum, epsilon=epsilon)(net)
-                net = layers.LeakyReLU(alpha)(net)
-        else:
-            net = layers.UpSampling2D(layer['size'], interpolation='nearest')(net)
-    output = ResidualGate(dtype='float32')(inputs, layers.Activation('linear', dtype='float32')(net))
-    model = keras.Model(inputs, output)
-    learning_rate = keras.optimizers.schedules.PolynomialDecay(spec['lr'], spec['decay_steps'], spec['lr'] / 100)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, epsilon=1e-8), loss=face_mse)
-    kernels = [w for w in model.trainable_weights if 'kernel' in w.path]
-
-    batch = spec['batch_size']
-    pacer = Pacer(channel, 'keras', spec['warmup'], spec['steps'], batch)
-
-    class Paced(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            pacer.step_done()
-
-    total_steps = spec['warmup'] + spec['windows'] * spec['steps']
-    rng = np.random.default_rng(0)
-    x = rng.random((batch * total_steps, *IMAGE_SHAPE), np.float32)
-    y = rng.random((batch * total_steps, *IMAGE_SHAPE), np.float32)
-    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[Paced()])
-    return {'jit_compile': bool(model.jit_compile), 'kernel_variables': len(kernels),
-            'parameters': int(model.count_params()), 'first_steps_s': pacer.first_steps,
-            'keras_version': keras.__version__}
-
-
-def worker_torch(spec, channel):
-    """The network in PyTorch on the CPU, trained with a plain loop on in-memory tensors."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    torch.manual_seed(0)
-    alpha, epsilon, decay = spec['leaky_relu_alpha'], spec['batch_norm_epsilon'], spec['batch_norm_decay']
-
-    class Network(nn.Module):
-        def __init__(self, layer_list):
-            super().__init__()
-            self.layer_list = layer_list
-            self.convs, self.norms, self.biases = nn.ModuleDict(), nn.ModuleDict(), nn.ParameterDict()
-            channels, size = IMAGE_SHAPE[2], IMAGE_SHAPE[0]
-            self.sizes = {}
-            for index, layer in enumerate(layer_list):
-                self.sizes[layer['name']] = size
-                if layer['kind'] == 'conv':
-                    kernel, stride = layer['kernel'], layer['stride']
-                    conv = nn.Conv2d(channels, layer['channels'], kernel, stride, (kernel - 1) // 2,
-                                     bias=not layer['batch_norm'])
-                    nn.init.xavier_uniform_(conv.weight)
-                    self.convs[layer['name']] = conv
-                    size = -(-size // stride)
-                    if layer['batch_norm']:
-                        self.norms[layer['name']] = nn.BatchNorm2d(layer['channels'], epsilon, 1 - decay)
-                        if index > 0:
-                            self.norms[layer['name'] + '_reversed'] = nn.BatchNorm2d(channels, epsilon, 1 - decay)
-                    if index == 0 or not layer['batch_norm']:
-                        self.biases[layer['name'] + '_reversed'] = nn.Parameter(torch.zeros(channels))
-                    channels = layer['channels']
-                else:
-                    size = -(-size // layer['size'])
-            self.gate = nn.Parameter(torch.zeros(()))
-
-        def forward(self, inputs):
-            net, outputs = inputs, {}
-            for layer in self.layer_list:
-                name = layer['name']
-                if layer['kind'] == 'conv':
-                    net = self.convs[name](net)
-                    net = F.leaky_relu(self.norms[name](net) if name in self.norms else net, alpha)
-                else:
-                    net = F.max_pool2d(net, layer['size'], ceil_mode=True)
-                outputs[name] = net
-            for index, layer in reversed(list(enumerate(self.layer_list))):
-                name = layer['name']
-                if layer['skip']:
-                    net = net + outputs[name]
-                if layer['kind'] == 'conv':
-                    conv, target = self.convs[name], self.sizes[name]
-                    stride, padding = conv.stride[0], conv.padding[0]
-                    extra = target - ((net.shape[-1] - 1) * stride - 2 * padding + conv.kernel_size[0])
-                    net = F.conv_transpose2d(net, conv.weight, None, stride, padding, extra)   # tied kernel
-                    reversed_name = name + '_reversed'
-                    if reversed_name in self.biases:
-                        net = net + self.biases[reversed_name].to(net.dtype)[:, None, None]
-                    if index > 0:
-                        net = F.leaky_relu(self.norms[reversed_name](net) if reversed_name in self.norms else net,
-                                           alpha)
-                else:
-                    net = F.interpolate(net, scale_factor=layer['size'], mode='nearest')
-            return inputs + self.gate * net.float()
-
-    model = Network(spec['layers'])
-    optimiser = torch.optim.Adam(model.parameters(), spec['lr'], eps=1e-8)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: 1 - 0.99 * min(step, spec['decay_steps']) / spec['decay_steps'])
-    bf16 = spec['precision'] == 'bfloat16'
-    batch = spec['batch_size']
-    generator = torch.Generator().manual_seed(0)
-    x = torch.rand((batch, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2]), generator=generator)
-    y = torch.rand((batch, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2]), generator=generator)
-    model.train()
-
-    def step():
-        optimiser.zero_grad(set_to_none=True)
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
-            output = model(x)
-        face = (y > 0).float()
-        loss = ((output.float() - y) ** 2 * face).sum() / face.sum().clamp(min=1)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-
-    pacer = Pacer(channel, 'torch', spec['warmup'], spec['steps'], batch)
-    for _ in range(spec['warmup'] + spec['windows'] * spec['steps']):
-        step()
-        pacer.step_done()
-        if pacer.finished:
-            break
-    # Parameters as the other two count them: weights and the batch normalisations' moving statistics.
-    statistics_ = [b for name, b in model.named_buffers() if not name.endswith('num_batches_tracked')]
-    return {'torch_version': torch.__version__, 'threads': torch.get_num_threads(),
-            'first_steps_s': pacer.first_steps,
-            'parameters': sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in statistics_)}
 
 
 WORKERS = {'program': worker_program, 'graph': worker_graph, 'keras': worker_keras, 'torch': worker_torch}
@@ -734,16 +433,7 @@ def measure(names, spec, windows, settle, log):
 # ------------------------------------------------------------------------------------------------ machine
 
 def cpu_description():
-    model, flags = platform.processor() or 'unknown', set()
-    try:
-        with open('/proc/cpuinfo') as file:
-            for line in file:
-                if line.startswith('model name') and model in ('unknown', platform.processor()):
-                    model = line.split(':', 1)[1].strip()
-                elif line.startswith('flags'):
-                    flags = set(line.split(':', 1)[1].split())
-    except OSError:
-        pass
+    model, flags = cpu_model_and_flags()
     return {'cpu': model, 'cores': os.cpu_count(), 'avx512f': 'avx512f' in flags,
             'avx512_bf16': 'avx512_bf16' in flags, 'amx_bf16': 'amx_bf16' in flags,
             'memory_gb': round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30, 1),
@@ -772,8 +462,6 @@ def program_default_precision():
     """The precision `python convworking.py --mode train` uses on this machine when not told."""
     import convworking
     chosen = convworking.parse_args(['--mode', 'train']).bfloat16
-    if chosen is None:        # 'where the CPU has it'
-        chosen = getattr(convworking, 'cpu_supports_bfloat16', lambda: False)()
     return 'bfloat16' if chosen else 'float32'
 
 
@@ -810,7 +498,7 @@ def run_benchmark(args):
     common = dict(architecture=architecture, layers=layer_spec(architecture), batch_size=args.batch_size,
                   warmup=args.warmup, windows=args.windows, steps=args.steps, infer_steps=args.infer_steps,
                   infer_batch=args.infer_batch, latency_calls=args.latency_calls, data=args.data,
-                  repeat_periodic=args.repeat_periodic, matmul_size=args.matmul_size, matmul_steps=1,
+                  repeat_periodic=args.repeat_periodic, matmul_size=args.matmul_size,
                   lr=1e-3, decay_steps=10000, batch_norm_decay=layer_ops.BATCH_NORM_DECAY,
                   batch_norm_epsilon=layer_ops.BATCH_NORM_EPSILON, leaky_relu_alpha=layer_ops.LEAKY_RELU_ALPHA)
     workers = ['program', 'graph', 'keras', 'torch']
@@ -1005,19 +693,18 @@ def table(report):
     return '\n'.join(lines)
 
 
-TARGETS = (('program_over_bare', 0.9, 'program / bare graph'),
-           ('program_over_keras', 1.0, 'program / Keras'),
-           ('program_over_torch', 1.0, 'program / PyTorch'),
-           ('bare_over_keras', 1.0, 'bare graph / Keras'),
-           ('bare_over_torch', 1.0, 'bare graph / PyTorch'))
+def read_targets(path):
+    """The targets of a targets file (bench_targets.json): [(ratio key, lowest acceptable value, name)]."""
+    with open(path) as file:
+        return [(target['ratio'], target['at_least'], target['name']) for target in json.load(file)['targets']]
 
 
-def verdicts(report):
-    """The issue's targets, each with its measured ratio and whether it is met (same run, same rounds)."""
+def verdicts(report, targets):
+    """The targets, each with its measured ratio and whether it is met (same run, same rounds)."""
     ratios, spread, lines = report['ratios'], report['ratio_spread'], []
     for precision in report['settings']['precisions']:
         suffix = SUFFIX[precision]
-        for key, target, text in TARGETS:
+        for key, target, text in targets:
             value = ratios.get(key + suffix)
             if value is not None:
                 low, high = spread[key + suffix]
@@ -1037,7 +724,7 @@ def verdicts(report):
     return '\n'.join(lines)
 
 
-def print_report(report, stream=sys.stdout):
+def print_report(report, targets, stream=sys.stdout):
     settings, machine, found = report['settings'], report['machine'], report['versions']
     print(f"{PROGRAM}: {report['date']}; {machine['cpu']}, {machine['cores']} cores"
           f"{', AVX-512 BF16' if machine['avx512_bf16'] else ''}{', AMX' if machine['amx_bf16'] else ''}, "
@@ -1055,7 +742,7 @@ def print_report(report, stream=sys.stdout):
               f"{program['save_every']} steps take {program['periodic_block_s']:.1f} s "
               f"({program['periodic_estimate']})", file=stream)
     print(table(report), file=stream)
-    print(verdicts(report), file=stream)
+    print(verdicts(report, targets), file=stream)
     by_reason = {}
     for key, reason in sorted(report['null_because'].items()):
         by_reason.setdefault(reason, []).append(key)
@@ -1074,6 +761,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--out', help='also write the results as JSON to this file')
+    parser.add_argument('--targets', default=os.path.join(HERE, 'bench_targets.json'),
+                        help='the speed targets to print verdicts against (JSON)')
     parser.add_argument('--quick', action='store_true',
                         help="under 2 minutes: fewer, shorter windows, and only the program's default precision")
     parser.add_argument('--tiny', action='store_true',
@@ -1125,13 +814,12 @@ def main(argv=None):
     if argv[:1] == ['--worker']:
         return worker_main(*argv[1:4])
     args = parse_args(argv)
+    targets = read_targets(args.targets)   # before the minutes of measuring: a bad file fails at once
     sys.path.insert(0, HERE)
     report = run_benchmark(args)
-    print_report(report)
+    print_report(report, targets)
     if args.out:
-        with open(args.out + '.tmp', 'w') as file:
-            json.dump(report, file, indent=2)
-        os.replace(args.out + '.tmp', args.out)
+        write_strict_json(args.out, report)
         print(f"{PROGRAM}: wrote {args.out}")
     return 1 if report['failures'] else 0
 

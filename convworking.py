@@ -10,56 +10,29 @@ tf.compat.v1: placeholders, sessions, savers, checkpoints.
                                                         # checkpoints in checkpoints/segment/, results/segment/
 """
 import argparse
-import contextlib
-import functools
-import json
+import collections
 import os
-import re
 import shlex
 import sys
 import time
 
-from safe_files import (FolderError, locked_folder, quiet_stderr, remove_path, remove_temporaries,
-                        write_strict_json)
-
-
-@functools.cache
-def import_tensorflow_quietly():
-    """Import TensorFlow with its C++ start-up messages hidden.
-
-    TensorFlow 2.21 prints them (oneDNN notes, CPU features) straight to file descriptor 2 during the
-    import, ignoring TF_CPP_MIN_LOG_LEVEL; they would bury the one-line errors this program promises.
-    """
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    with quiet_stderr():
-        import tensorflow
-    # Deprecation notes of the tf.compat.v1 API we use on purpose, and errors this program reports itself in
-    # one line (e.g. tf.train.latest_checkpoint's about a checkpoint whose files are missing).
-    tensorflow.get_logger().setLevel('CRITICAL')
-    return tensorflow
-
-
-class LazyTensorFlow:
-    """The tensorflow module, imported (quietly) on first use: --help and bad options answer at once
-    instead of after TensorFlow's seconds of start-up."""
-
-    def __getattr__(self, name):
-        return getattr(import_tensorflow_quietly(), name)
-
-
-tf = LazyTensorFlow()
 import numpy as np
 
 import evaluation
 import generated_data
 import lfw_parts
 import prepare_scans
+from checkpointing import (LATEST_STATE_FILE, CheckpointError, Checkpoints, checkpoint_prefix, read_options,
+                           remove_checkpoints, restore_checkpoint, resume_or_start, write_options)
 from depth_dataset import DataError, IMAGE_SIZE
 from depth_png import DepthImageError
+from machine import cpu_supports_bfloat16
 from plotting import save_results_grid
 from progress import ProgressLine
+from quiet_tensorflow import error_summary, import_tensorflow_quietly, tf
+from safe_files import FolderError, locked_folder, remove_temporaries, write_strict_json
 from tasks import TASKS, masked_mean
-from training_curve import HISTORY_FILE, plot_training_curve, read_history, write_history
+from training_curve import plot_training_curve, read_history, write_history
 
 PROGRAM = 'convworking.py'
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -73,20 +46,13 @@ ARCHITECTURE_DEFAULTS = {
     'residual': True,
     'standardize': False,
 }
-OPTIONS_FILE = 'options.json'
 # Batches whose statistics refresh the batch-norm averages before each validation (0.9 ** 30 = 4 % of the
 # old averages remain).
 CALIBRATION_BATCHES = 30
-BEST_STATE_FILE = 'best_checkpoint'    # Saver's state file for the best-on-validation checkpoints
-LATEST_STATE_FILE = 'checkpoint'       # Saver's default state file, for the latest (resumable) ones
 
 
 class UsageError(ValueError):
     """A problem the user can fix (an option, a file, a folder): reported as one line, exit status 2."""
-
-
-class DamagedCheckpoint(UsageError):
-    """A checkpoint whose files are missing, truncated or corrupted."""
 
 
 def say(text):
@@ -122,20 +88,31 @@ def describe(layers):
     return ' '.join(layer.get_description() for layer in layers)
 
 
+TrainingSetup = collections.namedtuple('TrainingSetup', 'learning_rate decay_steps loss loss_region',
+                                       defaults=(1e-3, 10000, None, 'image'))
+
+
 class Network:
-    """Placeholders `inputs`, `targets`, `is_training`; output tensor `output`; loss; optimiser; summaries."""
+    """Placeholders `inputs`, `targets`, `is_training`; output tensor `output`; with a TrainingSetup also the
+    loss, optimiser and summaries (test, infer and export build no optimiser they would never run).
+
+    for_export fixes is_training to False, so that batch normalisation is built without a tf.cond and the
+    graph freezes to plain operations. Test and infer keep the placeholder (default False): grappler optimises
+    the two graphs differently, and the placeholder's graph reproduces the published test metrics bit for bit
+    (the fixed one differs from them by about 1e-8 mm).
+    """
 
     IMAGE_HEIGHT = IMAGE_WIDTH = IMAGE_SIZE
     IMAGE_CHANNELS = 1
 
-    def __init__(self, architecture, learning_rate=1e-3, decay_steps=10000, loss=None, loss_region='image',
-                 bfloat16=False):
+    def __init__(self, architecture, bfloat16=False, training=None, for_export=False):
         self.architecture = architecture
         self.task = TASKS[architecture['task']]
         shape = [None, self.IMAGE_HEIGHT, self.IMAGE_WIDTH, self.IMAGE_CHANNELS]
         self.inputs = tf.compat.v1.placeholder(tf.float32, shape, name='inputs')
         self.targets = tf.compat.v1.placeholder(tf.float32, shape, name='targets')
-        self.is_training = tf.compat.v1.placeholder_with_default(False, [], name='is_training')
+        self.is_training = False if for_export else tf.compat.v1.placeholder_with_default(False, [],
+                                                                                          name='is_training')
         self.layers = encoder_layers(architecture, self.is_training)
 
         net = self.inputs
@@ -154,17 +131,21 @@ class Network:
         self.logits = tf.cast(net, tf.float32)
         self.output = tf.identity(self.task.output(tf, self.logits, self.inputs, architecture), name='output')
 
-        self.loss = self._loss(loss or self.task.default_loss, loss_region)
-        # What the progress line and TensorBoard show of training, in the units of the validation score.
-        self.training_score = self.task.training_score(tf, self.output, self.targets)
         self.global_step = tf.compat.v1.train.get_or_create_global_step()
         # The task's validation score of the best checkpoint (lower is better), kept in the checkpoints.
         self.best_valid_score = tf.compat.v1.get_variable('best_valid_score', [], trainable=False,
                                                           initializer=tf.constant_initializer(np.inf))
         # What test, infer and export need: every variable made so far (not the optimiser's slots).
         self.model_variables = tf.compat.v1.global_variables()
+        if training:
+            self._add_training_ops(training)
+
+    def _add_training_ops(self, setup):
+        self.loss = self._loss(setup.loss or self.task.default_loss, setup.loss_region)
+        # What the progress line and TensorBoard show of training, in the units of the validation score.
+        self.training_score = self.task.training_score(tf, self.output, self.targets)
         self.learning_rate = tf.compat.v1.train.polynomial_decay(
-            learning_rate, self.global_step, decay_steps, end_learning_rate=learning_rate / 100)
+            setup.learning_rate, self.global_step, setup.decay_steps, end_learning_rate=setup.learning_rate / 100)
         self.train_op = tf.compat.v1.train.AdamOptimizer(self.learning_rate).minimize(
             self.loss, global_step=self.global_step)
         self.summaries = tf.compat.v1.summary.merge([
@@ -195,25 +176,15 @@ class Network:
         return np.concatenate(outputs)
 
 
-# -------------------------------------------------------------------------------------------- checkpoints
+# ------------------------------------------------------------------------------ the checkpoint's architecture
 
 def task_checkpoint_dir(args):
     return os.path.join(args.checkpoint_dir, args.task)
 
 
-def read_options(checkpoint_dir):
-    path = os.path.join(checkpoint_dir, OPTIONS_FILE)
-    if not os.path.exists(path):
-        return {}
-    try:
-        with open(path) as file:
-            return json.load(file)
-    except (OSError, ValueError) as error:
-        raise UsageError(f"{path}: unreadable ({error})")
-
-
-def resolve_architecture(args, saved_options):
-    """Architecture = what the user gave, else what the checkpoint was trained with, else the defaults.
+def resolve_architecture(args, saved_options, source):
+    """Architecture = what the user gave, else what the checkpoint was trained with (the options saved in
+    `source`, a checkpoint or its folder), else the defaults.
 
     An explicitly given option that contradicts the checkpoint's is refused: that checkpoint cannot be used
     with it, and silently ignoring it would be worse.
@@ -223,136 +194,13 @@ def resolve_architecture(args, saved_options):
     for key, default in ARCHITECTURE_DEFAULTS.items():
         given = getattr(args, key)
         if key == 'task' and not args.task_given and saved.get(key, given) != given:
-            raise UsageError(f"{args.checkpoint_source} holds a --task {saved[key]} checkpoint; give --task "
+            raise UsageError(f"{source} holds a --task {saved[key]} checkpoint; give --task "
                              f"{saved[key]} to use it")
         if given is not None and key in saved and given != saved[key]:
             raise UsageError(f"--{key.replace('_', '-')} {given} contradicts the checkpoint in "
-                             f"{args.checkpoint_source}, trained with {saved[key]}")
+                             f"{source}, trained with {saved[key]}")
         architecture[key] = given if given is not None else saved.get(key, default)
     return architecture
-
-
-def checkpoint_prefix(path, state_files=(BEST_STATE_FILE, LATEST_STATE_FILE)):
-    """A checkpoint prefix from a prefix or a folder (the folder's best, else its latest); None if none."""
-    if os.path.isdir(path):
-        for state_file in state_files:
-            prefix = tf.train.latest_checkpoint(path, latest_filename=state_file)
-            if prefix:
-                return prefix
-        return None
-    return path if os.path.exists(path + '.index') else None
-
-
-def error_summary(error):
-    """The line of a TensorFlow error that says what went wrong: its last one, node reference and hints aside
-    (graph-mode errors start with "Graph execution error:" and a stack of the graph's construction)."""
-    text = getattr(error, 'message', None) or str(error)
-    lines = [line.strip() for line in text.splitlines()
-             if line.strip() and not line.strip().startswith(('[[', 'Hint:'))]
-    return lines[-1] if lines else type(error).__name__
-
-
-@contextlib.contextmanager
-def reading_checkpoint(prefix):
-    """TensorFlow's errors on a missing, truncated or corrupted checkpoint file become a DamagedCheckpoint."""
-    try:
-        yield
-    except tf.errors.OpError as error:
-        raise DamagedCheckpoint(f"{prefix}: damaged checkpoint, cannot be read "
-                                f"({type(error).__name__}: {error_summary(error)})") from None
-
-
-def restore_checkpoint(saver, session, prefix, variables):
-    with reading_checkpoint(prefix):
-        check_checkpoint_fits(prefix, variables)
-        saver.restore(session, prefix)
-
-
-def load_checkpoint_value(prefix, variable):
-    """The value of one variable in a checkpoint (e.g. its best validation score)."""
-    with reading_checkpoint(prefix):
-        return tf.train.load_variable(prefix, variable.op.name)
-
-
-def check_checkpoint_fits(prefix, variables):
-    """Refuse, in one line, a checkpoint whose variables do not match the graph's (other architecture)."""
-    stored = dict(tf.train.list_variables(prefix))
-    for variable in variables:
-        name, shape = variable.op.name, variable.shape.as_list()
-        if name not in stored:
-            raise UsageError(f"{prefix}: made with a different architecture (it has no variable {name})")
-        if list(stored[name]) != shape:
-            raise UsageError(f"{prefix}: made with a different architecture ({name} is {stored[name]} "
-                             f"there, {shape} here)")
-
-
-class Checkpoints:
-    """The latest checkpoint (everything, for resuming) and the best on validation (weights only).
-
-    tf.compat.v1.train.Saver writes the new files first and only then switches its state file to them
-    (atomically) and deletes the old ones, so a process killed mid-save leaves the previous checkpoint usable.
-    """
-
-    def __init__(self, directory, network):
-        self.directory = directory
-        # Relative paths in the state files keep a checkpoint folder usable after it is moved or cloned.
-        self.latest = tf.compat.v1.train.Saver(max_to_keep=2, save_relative_paths=True)
-        self.best = tf.compat.v1.train.Saver(network.model_variables, max_to_keep=1, save_relative_paths=True)
-
-    def latest_prefix(self):
-        return tf.train.latest_checkpoint(self.directory, latest_filename=LATEST_STATE_FILE)
-
-    def best_prefix(self):
-        return tf.train.latest_checkpoint(self.directory, latest_filename=BEST_STATE_FILE)
-
-    def save_latest(self, session, step):
-        prefix = self._save(self.latest, session, 'latest', step, LATEST_STATE_FILE)
-        self._remove_unkept_latest()
-        return prefix
-
-    def save_best(self, session, step):
-        return self._save(self.best, session, 'best', step, BEST_STATE_FILE)
-
-    def adopt(self, saver, prefix):
-        """Let `saver` count a checkpoint of an earlier run as its own, so that it too is rotated out."""
-        saver.recover_last_checkpoints([prefix])
-
-    def _save(self, saver, session, name, step, state_file):
-        try:
-            prefix = saver.save(session, os.path.join(self.directory, name), step, latest_filename=state_file,
-                                write_meta_graph=False)
-        except BaseException:
-            remove_temporaries(self.directory)  # a full disk leaves a large half-written .tempstate
-            raise
-        return prefix
-
-    def _remove_unkept_latest(self):
-        """Remove the latest-* checkpoints the saver does not keep: those of earlier, interrupted runs (the
-        saver rotates only its own), so that resuming many times does not fill the disk. The best-* are
-        left alone: a best this run did not adopt (the shipped model) is not this run's to remove."""
-        kept = {os.path.basename(prefix) for prefix in self.latest.last_checkpoints}
-        for file_name in os.listdir(self.directory):
-            match = CHECKPOINT_FILE.fullmatch(file_name)
-            if match and match['name'] == 'latest' and f"latest-{match['step']}" not in kept:
-                remove_path(os.path.join(self.directory, file_name))
-
-
-CHECKPOINT_FILE = re.compile(r'(?P<name>latest|best)-(?P<step>\d+)\.(index|data-\d+-of-\d+|meta)')
-
-
-def saved_steps(directory, name):
-    """The steps of the folder's `name`-* checkpoints by their files, newest first (a damaged one included)."""
-    steps = {int(match['step']) for match in map(CHECKPOINT_FILE.fullmatch, os.listdir(directory))
-             if match and match['name'] == name}
-    return sorted(steps, reverse=True)
-
-
-def remove_checkpoints(directory):
-    """--restart: forget the task's previous run (checkpoints and options), as the user asked."""
-    for name in os.listdir(directory):
-        if name.startswith(('latest-', 'best-')) or name in (BEST_STATE_FILE, LATEST_STATE_FILE, OPTIONS_FILE,
-                                                               HISTORY_FILE):
-            os.remove(os.path.join(directory, name))
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -378,24 +226,28 @@ def prepare_checkpoint_dir(args):
     Nothing is created or removed here: --restart deletes only once every check of the command has passed.
     """
     directory = task_checkpoint_dir(args)
-    args.checkpoint_source = directory
     return directory, {} if args.restart else read_options(directory)
 
 
-def cpu_supports_bfloat16():
-    """True where the CPU has bfloat16 arithmetic (AVX-512 BF16 or AMX); elsewhere bfloat16 is emulated, slowly."""
-    try:
-        with open('/proc/cpuinfo') as cpuinfo:
-            flags = cpuinfo.read()
-    except OSError:
-        return False
-    return ' avx512_bf16' in flags or ' amx_bf16' in flags
+class TrainingObserver:
+    """A public view of the training loop, for callers that measure it (bench.py); this one watches nothing.
+
+    `step_done` follows every training step's progress update. The periodic work (batch-norm calibration,
+    validation, its grid, the latest checkpoint) runs through `periodic(name, work)`, which must call `work()`
+    and return its result; an observer may time it, or run it more than once.
+    """
+
+    def step_done(self, step):
+        pass
+
+    def periodic(self, name, work):
+        return work()
 
 
-def train(args):
+def train(args, observer=TrainingObserver()):
     say(f"loading the data of {args.data} and building the network")
     directory, saved_options = prepare_checkpoint_dir(args)
-    architecture = resolve_architecture(args, saved_options)
+    architecture = resolve_architecture(args, saved_options, directory)
     task = TASKS[architecture['task']]
     train_set, valid_set = task.load_training(args), task.load(args, 'valid')
     steps_per_epoch = train_set.steps_per_epoch(args.batch_size)
@@ -403,9 +255,8 @@ def train(args):
 
     tf.compat.v1.reset_default_graph()
     tf.compat.v1.set_random_seed(args.seed)
-    if args.bfloat16 is None:
-        args.bfloat16 = cpu_supports_bfloat16()
-    network = Network(architecture, args.lr, max_steps, args.loss, args.loss_region, args.bfloat16)
+    network = Network(architecture, args.bfloat16,
+                      TrainingSetup(args.lr, max_steps, args.loss, args.loss_region))
     clock = TrainingClock()
     checkpoints = Checkpoints(directory, network)
     os.makedirs(args.results_dir, exist_ok=True)
@@ -416,7 +267,8 @@ def train(args):
         if args.restart:
             remove_checkpoints(directory)
         session.run(tf.compat.v1.global_variables_initializer())
-        resume_or_start(args, session, network, checkpoints, directory, architecture)
+        resume_or_start(session, network, checkpoints, say)
+        write_options(directory, {'architecture': architecture, 'training': training_options(args)})
         step = session.run(network.global_step)
         clock.start(session)
         history = read_history(directory, up_to_step=step)
@@ -436,67 +288,27 @@ def train(args):
                 raise UsageError(f"the loss became {loss} at step {step}; stopped without saving. The last good "
                                  f"checkpoint is {last_good or 'none (none was saved yet)'}; try a lower --lr")
             progress.update(step, epoch + 1, score)
+            observer.step_done(step)
             if step % args.summary_every == 0:
                 writer.add_summary(summary, step)
             if step % args.validate_every == 0 or step == max_steps:
-                network.calibrate_batch_norm(session, (
+                observer.periodic('calibrate_batch_norm', lambda: network.calibrate_batch_norm(session, (
                     train_set.training_batch(step + i, args.batch_size, args.seed, args.flip)[0]
-                    for i in range(CALIBRATION_BATCHES)))
-                score = validate(args, session, network, checkpoints, valid_set, examples, writer, step, progress,
-                                 plot=step % args.plot_every == 0 or step == max_steps)
+                    for i in range(CALIBRATION_BATCHES))))
+                score = observer.periodic('validate', lambda: validate(
+                    args, session, network, checkpoints, valid_set, examples, writer, step, progress, observer,
+                    plot=step % args.plot_every == 0 or step == max_steps))
                 history.append({'step': int(step), 'minutes': round(clock.seconds() / 60, 3), 'score': float(score)})
                 record_training_curve(args, directory, history, task)
             if step % args.save_every == 0 or step == max_steps:
                 clock.store(session)
-                last_good = checkpoints.save_latest(session, step)
+                last_good = observer.periodic('save_latest', lambda: checkpoints.save_latest(session, step))
         writer.close()
         elapsed = time.time() - started
         best = session.run(network.best_valid_score)
         print(f"{PROGRAM}: trained steps {step_start}..{step} in {elapsed / 60:.1f} min "
               f"({(step - step_start) * images_per_step / max(elapsed, 1e-9):.1f} img/s); "
               f"best {task.format_score(best)}, saved as {checkpoints.best_prefix()}")
-
-
-def resume_or_start(args, session, network, checkpoints, directory, architecture):
-    best = checkpoints.best_prefix()
-    if restore_newest_readable_latest(session, checkpoints, directory):
-        if best:
-            # This run continues the one that saved it: rotate it out when a better one is saved. A best
-            # without a latest (the shipped model) is never removed by training.
-            checkpoints.adopt(checkpoints.best, best)
-    elif best:
-        # A best model without a latest one (e.g. the shipped model): start afresh, but keep the best
-        # score it set, so this run replaces it only by doing better on validation.
-        with reading_checkpoint(best):
-            check_checkpoint_fits(best, network.model_variables)
-        score = load_checkpoint_value(best, network.best_valid_score)
-        session.run(network.best_valid_score.assign(score))
-        print(f"{PROGRAM}: {best} ({network.task.format_score(score)}) is kept unless this run does better")
-    write_strict_json(os.path.join(directory, OPTIONS_FILE),
-                          {'architecture': architecture, 'training': training_options(args)})
-
-
-def restore_newest_readable_latest(session, checkpoints, directory):
-    """Resume from the newest latest-* checkpoint that can be read, saying which ones could not; False if none.
-
-    The files are searched, not only the state file: a state file naming a checkpoint whose .index is
-    missing would otherwise silently start the run again at step 0.
-    """
-    steps = saved_steps(directory, 'latest')
-    for step in steps:
-        prefix = os.path.join(directory, f'latest-{step}')
-        try:
-            restore_checkpoint(checkpoints.latest, session, prefix, tf.compat.v1.global_variables())
-        except DamagedCheckpoint as error:
-            print(f"{PROGRAM}: {error}; trying the one before", flush=True)
-            continue
-        checkpoints.adopt(checkpoints.latest, prefix)
-        print(f"{PROGRAM}: resuming from {prefix} (use --restart to start over)")
-        return True
-    if steps:
-        raise UsageError(f"{directory}: none of its {len(steps)} latest-* checkpoints can be read (see above); "
-                         "--restart starts over")
-    return False
 
 
 def training_options(args):
@@ -507,7 +319,7 @@ def training_options(args):
     return options
 
 
-def validate(args, session, network, checkpoints, valid_set, examples, writer, step, progress, plot):
+def validate(args, session, network, checkpoints, valid_set, examples, writer, step, progress, observer, plot):
     task = network.task
     outputs = network.predict(session, valid_set.batches(args.batch_size))
     score = task.valid_score(outputs, valid_set.targets)
@@ -519,8 +331,8 @@ def validate(args, session, network, checkpoints, valid_set, examples, writer, s
     progress.message(f"step {step}: {task.format_score(score)}{' (best so far, saved)' if improved else ''}")
     if plot:
         path = os.path.join(args.results_dir, f'step_{step:06d}.png')
-        save_grid(path, task, valid_set, outputs, examples, args,
-                  f'valid split, step {step}, {task.format_score(score)}')
+        observer.periodic('save_grid', lambda: save_grid(path, task, valid_set, outputs, examples, args,
+                                                         f'valid split, step {step}, {task.format_score(score)}'))
         writer.add_summary(image_summary('valid/grid', path), step)
     return score
 
@@ -559,7 +371,7 @@ def save_grid(path, task, dataset, outputs, chosen, args, title):
 
 # ------------------------------------------------------------------------------------------ test and use
 
-def restore_for_inference(args):
+def restore_for_inference(args, for_export=False):
     """Build the network the checkpoint was trained with and restore it: (session, network, prefix)."""
     source = args.checkpoint or task_checkpoint_dir(args)
     # A --checkpoint-dir given as --checkpoint holds the checkpoints in its task's subfolder.
@@ -567,10 +379,9 @@ def restore_for_inference(args):
     if not prefix:
         raise UsageError(f"{source}: no checkpoint found, nor in {os.path.join(source, args.task)} "
                          "(train first, or give --checkpoint PATH)")
-    args.checkpoint_source = prefix
-    architecture = resolve_architecture(args, read_options(os.path.dirname(prefix)))
+    architecture = resolve_architecture(args, read_options(os.path.dirname(prefix)), prefix)
     tf.compat.v1.reset_default_graph()
-    network = Network(architecture, bfloat16=bool(args.bfloat16))
+    network = Network(architecture, bfloat16=args.bfloat16, for_export=for_export)
     variables = network.model_variables
     session = tf.compat.v1.Session()
     restore_checkpoint(tf.compat.v1.train.Saver(variables), session, prefix, variables)
@@ -615,7 +426,7 @@ def infer(args):
 
 
 def export(args):
-    session, network, prefix = restore_for_inference(args)
+    session, network, prefix = restore_for_inference(args, for_export=True)
     import inference
     with session:
         inference.export_model(session, network, prefix, args)
@@ -826,6 +637,8 @@ def parse_args(argv=None):
         if value is not None and value not in allowed:
             parser.error(f"{option} {value} does not fit --task {args.task} (choose from {', '.join(allowed)})")
     args.loss = args.loss or task.default_loss
+    if args.bfloat16 is None:   # see --help: training uses it where the CPU computes it fast
+        args.bfloat16 = args.mode == 'train' and cpu_supports_bfloat16()
     args.loss_region = args.loss_region or task.loss_regions[0]
     return args
 
@@ -841,15 +654,19 @@ def interrupted_training_note(args, argv):
             f"Resume with: {rerun}")
 
 
-def main(argv=None):
+def main(argv=None, observer=TrainingObserver()):
+    """The command line; `observer` watches a training (see TrainingObserver)."""
     argv = sys.argv[1:] if argv is None else [str(word) for word in argv]
     args = parse_args(argv)
     if args.mode != 'prepare':  # prepare needs no network: it does not wait for TensorFlow to load
         tf.compat.v1.disable_eager_execution()
     try:
-        {'train': train, 'test': test, 'infer': infer, 'export': export,
-         'prepare': prepare_scans.prepare_files}[args.mode](args)
-    except (UsageError, DataError, DepthImageError, FolderError, generated_data.GenerationError) as error:
+        if args.mode == 'train':
+            train(args, observer)
+        else:
+            {'test': test, 'infer': infer, 'export': export, 'prepare': prepare_scans.prepare_files}[args.mode](args)
+    except (UsageError, CheckpointError, DataError, DepthImageError, FolderError,
+            generated_data.GenerationError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # an unwritable folder, a path under a file, a full disk

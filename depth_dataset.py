@@ -34,27 +34,25 @@ def pair_names(data_dir, split):
 
 
 class Dataset:
-    """Images held in memory as N x H x W x 1 float32 arrays, with the bit depth each input file had."""
+    """Images held in memory as N x H x W x 1 float32 arrays."""
 
-    def __init__(self, names, inputs, targets, bits=None):
+    def __init__(self, names, inputs, targets):
         self.names = list(names)
         self.inputs = inputs
         self.targets = targets
-        self.bits = bits
 
     @classmethod
     def load(cls, data_dir, split, select=None):
         """The split's pairs; with `select`, only those whose file name it accepts."""
         names = [name for name in pair_names(data_dir, split) if select is None or select(name)]
-        inputs, targets, bits = [], [], []
+        inputs, targets = [], []
         for name in names:
-            input_mm, input_bits = read_depth_png(os.path.join(data_dir, 'inputs', split, name), IMAGE_SIZE)
+            input_mm, _ = read_depth_png(os.path.join(data_dir, 'inputs', split, name), IMAGE_SIZE)
             target_mm, _ = read_depth_png(os.path.join(data_dir, 'targets', split, name), IMAGE_SIZE)
             inputs.append(input_mm)
             targets.append(target_mm)
-            bits.append(input_bits)
         as_batch = lambda images: mm_to_network(np.stack(images))[..., np.newaxis]
-        return cls(names, as_batch(inputs), as_batch(targets), bits)
+        return cls(names, as_batch(inputs), as_batch(targets))
 
     @classmethod
     def joined(cls, datasets):

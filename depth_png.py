@@ -6,7 +6,6 @@ Two file formats are accepted:
 Both map to the same float scale for the network: 1.0 = FULL_SCALE_MM millimetres above the back plane,
 so that an 8-bit value v becomes exactly v / 255 and the neutral nose tip (about 120 mm) sits near 0.94.
 """
-import os
 import struct
 
 import cv2

@@ -240,106 +240,18 @@ def write_results(session, network, args, paths):
 
 # ------------------------------------------------------------------------------------------------ export
 
-def graph_tensor_name(name):
-    """'node:0' -> 'node', as GraphDefs write first outputs (graph_util.remove_training_nodes expects it)."""
-    return name[:-2] if name.endswith(':0') else name
-
-
-def inline_branches(graph_def, functions, predicate, value):
-    """Replace every If/StatelessIf on `predicate` by the body of the branch `value` selects.
-
-    The batch normalisation's tf.cond(is_training, ...) is a functional If whose branches live in the graph's
-    function library; with is_training fixed the branch is known, and inlining it leaves a plain graph
-    (FusedBatchNormV3 on the moving statistics) that needs no control flow, so other tools can read it.
-    """
-    # Private module, but the only one turning a FunctionDef into GraphDef nodes with GraphDef tensor names.
-    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph_def
-
-    result = tf.compat.v1.GraphDef()
-    result.versions.CopyFrom(graph_def.versions)
-    renamed = {}  # 'if_node:i' -> tensor name of the branch's i-th result
-    for node in graph_def.node:
-        if node.op not in ('If', 'StatelessIf') or node.input[0].split(':')[0] != predicate:
-            result.node.add().CopyFrom(node)
-            continue
-        branch = functions[node.attr['then_branch' if value else 'else_branch'].func.name]
-        body, flat_names = function_def_to_graph_def(branch)
-        prefix = f'{node.name}/inlined/'
-        arguments = {arg.name: node.input[1 + index] for index, arg in enumerate(branch.signature.input_arg)}
-        controls = [name for name in node.input if name.startswith('^')]
-        for body_node in body.node:
-            if body_node.name in arguments:
-                continue  # the argument placeholders: their consumers read the If's inputs instead
-            new = result.node.add()
-            new.CopyFrom(body_node)
-            new.name = prefix + body_node.name
-            del new.input[:]
-            for name in body_node.input:
-                control, bare = name.startswith('^'), name.lstrip('^')
-                node_name = bare.split(':')[0]
-                if node_name in arguments:
-                    target = arguments[node_name]
-                    new.input.append(('^' + target.lstrip('^').split(':')[0]) if control else target)
-                else:
-                    new.input.append(('^' if control else '') + graph_tensor_name(prefix + bare))
-            if not body_node.input:
-                new.input.extend(controls)  # nodes without inputs (constants) keep the If's control inputs
-        for index, output in enumerate(branch.signature.output_arg):
-            flat = flat_names[branch.ret[output.name]]
-            node_name = flat.split(':')[0]
-            target = arguments[node_name] if node_name in arguments else graph_tensor_name(prefix + flat)
-            renamed[f'{node.name}:{index}'] = target
-    for node in result.node:
-        for position, name in enumerate(node.input):
-            if name.startswith('^'):
-                continue
-            key = name if ':' in name else name + ':0'
-            if key in renamed:
-                node.input[position] = renamed[key]
-    result.library.CopyFrom(graph_def.library)
-    return result
-
-
-def prune_library(graph_def):
-    """Keep only the functions the graph still calls (the default network: none; --standardize: its map_fn).
-
-    The library still holds every branch and gradient of the training graph, the inlined ones included.
-    """
-    functions = {function.signature.name: function for function in graph_def.library.function}
-
-    def called(nodes):
-        for node in nodes:
-            for value in node.attr.values():
-                for function in ([value.func] if value.HasField('func') else list(value.list.func)):
-                    yield function.name
-
-    keep, pending = set(), list(called(graph_def.node))
-    while pending:
-        name = pending.pop()
-        if name in functions and name not in keep:
-            keep.add(name)
-            pending.extend(called(functions[name].node_def))
-    del graph_def.library.function[:]
-    graph_def.library.function.extend(functions[name] for name in sorted(keep))
-    gradients = [gradient for gradient in graph_def.library.gradient if gradient.function_name in keep]
-    del graph_def.library.gradient[:]
-    graph_def.library.gradient.extend(gradients)
-
-
 def frozen_inference_graph(session, network):
-    """GraphDef of inputs -> output with the variables as constants and batch norm in inference mode."""
-    graph_def = session.graph.as_graph_def()
-    functions = {function.signature.name: function for function in graph_def.library.function}
-    graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [OUTPUT_NAME])
-    graph_def = inline_branches(graph_def, functions, network.is_training.op.name, False)
-    frozen = tf.compat.v1.graph_util.convert_variables_to_constants(session, graph_def, [OUTPUT_NAME])
+    """GraphDef of inputs -> output with the variables as constants. The network is built for export
+    (is_training fixed to False): batch normalisation reads its moving averages, and no control flow is left
+    for the tools that cannot read it."""
+    frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
+        session, session.graph.as_graph_def(), [OUTPUT_NAME])
     # The variables' reads became Identity nodes: splice them out (a smaller graph other tools read more easily).
     graph_def = tf.compat.v1.graph_util.remove_training_nodes(frozen, protected_nodes=[INPUT_NAME, OUTPUT_NAME])
     graph_def.library.CopyFrom(frozen.library)  # remove_training_nodes drops it (--standardize's map_fn needs it)
     graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [OUTPUT_NAME])
     if any(node.op in ('If', 'StatelessIf') for node in graph_def.node):
         raise RuntimeError("the frozen graph still holds a tf.cond (If operation)")
-    prune_library(graph_def)
     placeholders = [node.name for node in graph_def.node if node.op.startswith('Placeholder')]
     if placeholders != [INPUT_NAME]:
         raise RuntimeError(f"the frozen graph's placeholders are {placeholders}, expected only {INPUT_NAME}")
@@ -565,7 +477,7 @@ def write_export(session, network, checkpoint, args, graph_def, targets):
         'valid_rmse_mm': float(valid_rmse) if np.isfinite(valid_rmse) else None,
         'test_rmse_mm': rmse_on_test_split(checkpoint, args.results_dir, args.data),
         'architecture': network.architecture,
-        'bfloat16': bool(args.bfloat16),
+        'bfloat16': args.bfloat16,
         'max_abs_difference_to_checkpoint': differences,
     }
     write_strict_json(info_path, info)

@@ -13,11 +13,14 @@ def lrelu(x, name=None):
 
 
 def batch_norm(x, is_training, scope):
-    """Batch normalisation honouring the `is_training` placeholder.
+    """Batch normalisation honouring `is_training`: a boolean tensor (the training graph's placeholder), or
+    False for a graph that only infers.
 
     Training: normalise with the batch statistics and move the running averages towards them (the update
     runs whenever the training branch runs, so no UPDATE_OPS bookkeeping can be forgotten).
     Inference: normalise with the running averages. The learned offset plays the role of the layer's bias.
+    A graph built with is_training=False holds only the inference branch, no tf.cond: export freezes it as it
+    is, and tools without control flow (OpenCV's DNN module) read it.
     """
     channels = x.shape[-1]
     with tf.compat.v1.variable_scope(scope):
@@ -41,4 +44,6 @@ def batch_norm(x, is_training, scope):
                                                    epsilon=BATCH_NORM_EPSILON, is_training=False)
         return y
 
+    if is_training is False:
+        return with_moving_statistics()
     return tf.cond(is_training, with_batch_statistics, with_moving_statistics)

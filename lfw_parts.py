@@ -14,9 +14,8 @@ import os
 import cv2
 import numpy as np
 
-from depth_dataset import IMAGE_SIZE, DataError, Dataset
+from depth_dataset import IMAGE_SIZE, SPLITS, DataError, Dataset
 
-SPLITS = ('train', 'valid', 'test')
 SPLIT_PERCENT = (70, 15, 15)
 TARGET_FOLDERS = ('targets_face_only', 'targets')
 MASK_THRESHOLD = 127

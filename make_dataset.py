@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from depth_dataset import IMAGE_SIZE, SPLITS
 from depth_png import DepthImageError, write_depth_png
 from face_model import FaceModel, FaceModelError, load_face_model
 from progress import format_duration
@@ -32,8 +33,7 @@ REPOSITORY = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = REPOSITORY / "data128_128"
 DEFAULT_FACE_MODEL = REPOSITORY / "facemodel" / "ict_face_model_light.npz"
 
-# The convention, version 1.
-IMAGE_SIZE = 128
+# The convention, version 1 (its image size is depth_dataset.IMAGE_SIZE, which every module reads).
 PIXEL_PITCH_MM = 1.5
 BACK_PLANE_MM = 120.0  # behind the neutral nose tip
 IMAGE_CENTRE = (IMAGE_SIZE - 1) / 2  # the nose tip lies between the four central pixels
@@ -68,7 +68,6 @@ ONE_SIDED_PROBABILITY = 0.5
 MIXTURE_WEIGHTS = (0.3, 1.0)
 EXCLUDED_FROM_MIXTURES = ("eyeLook",)
 DECIMALS = 6  # weights and angles are rounded to this before rendering, so dataset.json re-renders exactly
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass

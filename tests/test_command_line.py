@@ -39,6 +39,30 @@ def test_training_writes_checkpoints_grids_and_logs(trained):
     assert any(n.startswith('events.out.tfevents') for n in os.listdir(results / 'logs'))
 
 
+def test_an_observer_sees_every_step_and_the_periodic_work_in_order(tiny_data, tmp_path):
+    import convworking
+
+    class Recorder(convworking.TrainingObserver):
+        def __init__(self):
+            self.events = []
+
+        def step_done(self, step):
+            self.events.append(step)
+
+        def periodic(self, name, work):
+            self.events.append(name)
+            return work()
+
+    recorder = Recorder()
+    status = convworking.main(['--mode', 'train', '--data', tiny_data, '--checkpoint-dir', tmp_path / 'checkpoints',
+                               '--results-dir', tmp_path / 'results', *TINY_NETWORK, *NO_GENERATED,
+                               '--max-steps', 4, '--validate-every', 2, '--save-every', 4, '--plot-every', 4],
+                              recorder)
+    assert status == 0
+    assert recorder.events == [1, 2, 'calibrate_batch_norm', 'validate', 3, 4, 'calibrate_batch_norm', 'validate',
+                               'save_grid', 'save_latest']
+
+
 def test_a_tiny_training_shows_its_scores_in_mm_and_draws_its_last_step(tiny_data, tmp_path):
     results = tmp_path / 'results'
     finished = train_tiny(tiny_data, tmp_path / 'checkpoints', results, '--max-steps', 7, '--summary-every', 1)

@@ -3,17 +3,17 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_pair
-from convworking import ARCHITECTURE_DEFAULTS, Network, tf
+from convworking import ARCHITECTURE_DEFAULTS, Network, TrainingSetup, tf
 from depth_png import mm_to_network
 
 TINY = dict(ARCHITECTURE_DEFAULTS, channels=8, kernel_size=3)
 
 
-def build(architecture, **network_options):
+def build(architecture, training=None, for_export=False):
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.set_random_seed(0)
-        network = Network(architecture, **network_options)
+        network = Network(architecture, training=training, for_export=for_export)
     return graph, network
 
 
@@ -75,7 +75,7 @@ def test_skip_links_change_the_graph():
 
 
 def test_batch_norm_uses_batch_statistics_in_training_and_moving_ones_at_test():
-    graph, network = build(dict(TINY, residual=False))
+    graph, network = build(dict(TINY, residual=False), TrainingSetup())
     batch = np.random.default_rng(1).random((4, 128, 128, 1), np.float32)
     with graph.as_default(), tf.compat.v1.Session() as session:
         session.run(tf.compat.v1.global_variables_initializer())
@@ -89,12 +89,26 @@ def test_batch_norm_uses_batch_statistics_in_training_and_moving_ones_at_test():
         assert not np.allclose(test_output, train_output)
 
 
+def test_only_a_network_built_for_training_holds_an_optimiser():
+    for training, optimised in ((None, False), (TrainingSetup(), True)):
+        graph, network = build(TINY, training)
+        assert bool([v for v in graph.get_collection('variables') if 'Adam' in v.op.name]) == optimised
+        assert hasattr(network, 'train_op') == optimised
+
+
+def test_a_network_built_for_export_holds_no_control_flow():
+    graph, network = build(TINY, for_export=True)
+    assert not [op for op in graph.get_operations() if op.type in ('If', 'StatelessIf')]
+    assert network.is_training is False
+    assert [op.name for op in graph.get_operations() if op.type.startswith('Placeholder')] == ['inputs', 'targets']
+
+
 def test_a_tiny_network_overfits_a_handful_of_pairs():
     rng = np.random.default_rng(0)
     pairs = [synthetic_pair(rng, index) for index in range(4)]
     inputs = mm_to_network(np.stack([p[0] for p in pairs]))[..., None]
     targets = mm_to_network(np.stack([p[1] for p in pairs]))[..., None]
-    graph, network = build(TINY, learning_rate=3e-3, decay_steps=300)
+    graph, network = build(TINY, TrainingSetup(learning_rate=3e-3, decay_steps=300))
     feed = {network.inputs: inputs, network.targets: targets, network.is_training: True}
     with graph.as_default(), tf.compat.v1.Session() as session:
         session.run(tf.compat.v1.global_variables_initializer())
@@ -106,7 +120,8 @@ def test_a_tiny_network_overfits_a_handful_of_pairs():
 
 
 def test_calibrating_batch_norm_makes_test_mode_agree_with_batch_statistics():
-    graph, network = build(dict(TINY, residual=False))   # a fresh residual gate would hide the network
+    # residual=False: a fresh residual gate would hide the network
+    graph, network = build(dict(TINY, residual=False), TrainingSetup())
     batch = np.random.default_rng(2).random((4, 128, 128, 1), np.float32)
     with graph.as_default(), tf.compat.v1.Session() as session:
         session.run(tf.compat.v1.global_variables_initializer())
@@ -121,7 +136,7 @@ def test_calibrating_batch_norm_makes_test_mode_agree_with_batch_statistics():
 
 
 def test_the_training_score_is_the_batch_rmse_over_the_face_in_mm():
-    graph, network = build(TINY)
+    graph, network = build(TINY, TrainingSetup())
     rng = np.random.default_rng(1)
     pairs = [synthetic_pair(rng, index) for index in range(2)]
     inputs, targets = (mm_to_network(np.stack(side))[..., np.newaxis] for side in zip(*pairs))
@@ -136,7 +151,7 @@ def test_the_training_score_is_the_batch_rmse_over_the_face_in_mm():
 
 
 def test_the_segmentation_training_score_is_the_pixel_accuracy_in_percent():
-    graph, network = build(dict(TINY, task='segment', residual=False))
+    graph, network = build(dict(TINY, task='segment', residual=False), TrainingSetup())
     rng = np.random.default_rng(2)
     inputs = rng.random((2, 128, 128, 1), np.float32)
     targets = (rng.random((2, 128, 128, 1)) < 0.3).astype(np.float32)

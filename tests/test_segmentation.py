@@ -140,7 +140,7 @@ def test_metrics_by_hand():
 # ------------------------------------------------------------------------------------------------ learning
 
 def test_a_tiny_segmentation_network_overfits_a_few_masks(lfw_data):
-    from convworking import ARCHITECTURE_DEFAULTS, Network, tf
+    from convworking import ARCHITECTURE_DEFAULTS, Network, TrainingSetup, tf
     from tasks import TASKS
     train = lfw_parts.load(lfw_data, 'train')
     inputs, targets = train.inputs[:4], train.targets[:4]
@@ -149,7 +149,8 @@ def test_a_tiny_segmentation_network_overfits_a_few_masks(lfw_data):
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.set_random_seed(0)
-        network = Network(architecture, learning_rate=0.01, decay_steps=10 ** 6, loss='bce')
+        setup = TrainingSetup(learning_rate=0.01, decay_steps=10 ** 6, loss='bce')
+        network = Network(architecture, training=setup)
         with tf.compat.v1.Session() as session:
             session.run(tf.compat.v1.global_variables_initializer())
             for _ in range(150):

@@ -1,0 +1,41 @@
+"""TensorFlow, quietly: imported without its start-up chatter and on first use, its errors in one line."""
+import functools
+import os
+
+from safe_files import quiet_stderr
+
+
+@functools.cache
+def import_tensorflow_quietly():
+    """Import TensorFlow with its C++ start-up messages hidden.
+
+    TensorFlow 2.21 prints them (oneDNN notes, CPU features) straight to file descriptor 2 during the
+    import, ignoring TF_CPP_MIN_LOG_LEVEL; they would bury the one-line errors this program promises.
+    """
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    with quiet_stderr():
+        import tensorflow
+    # Deprecation notes of the tf.compat.v1 API we use on purpose, and errors this program reports itself in
+    # one line (e.g. tf.train.latest_checkpoint's about a checkpoint whose files are missing).
+    tensorflow.get_logger().setLevel('CRITICAL')
+    return tensorflow
+
+
+class LazyTensorFlow:
+    """The tensorflow module, imported (quietly) on first use: --help and bad options answer at once
+    instead of after TensorFlow's seconds of start-up."""
+
+    def __getattr__(self, name):
+        return getattr(import_tensorflow_quietly(), name)
+
+
+tf = LazyTensorFlow()
+
+
+def error_summary(error):
+    """The line of a TensorFlow error that says what went wrong: its last one, node reference and hints aside
+    (graph-mode errors start with "Graph execution error:" and a stack of the graph's construction)."""
+    text = getattr(error, 'message', None) or str(error)
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.strip().startswith(('[[', 'Hint:'))]
+    return lines[-1] if lines else type(error).__name__
