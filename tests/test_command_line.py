@@ -165,8 +165,11 @@ def test_ctrl_c_names_the_step_kept_and_the_command_that_resumes(tiny_data, tmp_
     checkpoints, results = tmp_path / 'checkpoints', tmp_path / 'results'
     arguments = ['--mode', 'train', '--data', tiny_data, '--checkpoint-dir', str(checkpoints), '--results-dir',
                  str(results), *TINY_NETWORK, *NO_GENERATED, '--max-steps', '100000', '--save-every', '5', '--restart']
+    # A shell without job control starts background commands with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the program the default SIGINT a user's terminal gives it, however the tests run.
     process = subprocess.Popen([sys.executable, os.path.join(REPO, 'convworking.py'), *arguments],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     state = checkpoints / 'remove' / 'checkpoint'
     try:
         assert wait_for(lambda: state.exists() and 'latest-5' in state.read_text(), 300)
