@@ -26,27 +26,19 @@ class GenerationError(RuntimeError):
     """make_dataset.py failed (its own one-line error is passed on)."""
 
 
-def training_folder(root, subjects):
-    return os.path.join(root, f'train_seed{TRAINING_SEED}_{subjects}subjects_{TRAINING_MIXTURES}mixtures')
-
-
-def gallery_folder(root, subjects):
-    return os.path.join(root, f'gallery_seed{GALLERY_SEED}_{subjects}subjects_{GALLERY_MIXTURES}mixtures')
-
-
 def ensure_training_identities(root, subjects):
     """The folder of `subjects` generated training subjects (split `train`), rendering it if not cached."""
-    return _ensure(training_folder(root, subjects), subjects, TRAINING_MIXTURES, TRAINING_SEED,
-                   'generated training identities')
+    return _ensure(root, 'train', subjects, TRAINING_MIXTURES, TRAINING_SEED, 'generated training identities')
 
 
 def ensure_gallery(root, subjects):
     """The folder of the recognition gallery's `subjects` subjects (split `train`), rendering it if not cached."""
-    return _ensure(gallery_folder(root, subjects), subjects, GALLERY_MIXTURES, GALLERY_SEED,
-                   'recognition gallery')
+    return _ensure(root, 'gallery', subjects, GALLERY_MIXTURES, GALLERY_SEED, 'recognition gallery')
 
 
-def _ensure(folder, subjects, mixtures, seed, what):
+def _ensure(root, kind, subjects, mixtures, seed, what):
+    # The name holds everything that decides the files, so a cached folder is reused only for the same request.
+    folder = os.path.join(root, f'{kind}_seed{seed}_{subjects}subjects_{mixtures}mixtures')
     # make_dataset.py moves a finished dataset into place as its last step, so dataset.json marks a complete one.
     if os.path.exists(os.path.join(folder, 'dataset.json')):
         return folder
