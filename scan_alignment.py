@@ -4,9 +4,11 @@ The steps, each a function below:
   1. units: the scan's size says whether it is in metres, centimetres or millimetres (or the caller says);
   2. a coarse start: the nose as the most prominent point seen from the front (+z of the scan);
   3. registration against the face model (face_model.py): first rigid, on the upper face (forehead, eyes,
-     nose), which expressions move little, from a few starting turns; then rigid together with the model's
-     identity and expression weights, so that neither the subject's own shape nor the expression biases the
-     pose. The fitted neutral face (identity only) gives the nose tip the convention frames the image on;
+     nose), which expressions move little, from a grid of starting turns, briefly on a few points, then in
+     full from the best; then rigid together with the model's identity and expression weights (expression
+     weights kept within 0..1, as the model's blend shapes are meant), so that neither the subject's own
+     shape nor the expression biases the pose. The fitted neutral face (identity only) gives the nose tip
+     the convention frames the image on;
   4. a crop to what lies near the fitted face (hair, shoulders, background go);
   5. rendering: a mesh with the project's z-buffer rasteriser, a point cloud by splatting; small holes filled.
 
@@ -26,17 +28,26 @@ MIN_POINTS = 1000  # fewer cannot sample a face finely enough for the 1.5 mm pix
 TEMPLATE_POINTS = 2500  # model vertices the registration matches; more only cost time
 SEARCH_RADIUS_MM = 160.0  # scan points this far from the coarse nose can be face; the rest is ignored
 CROP_MM = 8.0  # scan points farther than this from the fitted face are hair, shoulders or background
-START_TURNS_DEG = ((0, 0), (-20, 0), (20, 0), (0, -12), (0, 12))  # (yaw, pitch) the rigid registration starts from
+# (yaw, pitch) the rigid registration starts from: the promised range's corners and middles. Each start gets a
+# short trial on a few points; only the best is refined in full (a trial costs a tenth of a full refinement).
+START_TURNS_DEG = tuple((yaw, pitch) for yaw in (-20, 0, 20) for pitch in (-12, 0, 12))
+TRIAL_POINTS, TRIAL_ITERATIONS = 300, 12
+RIGID_ITERATIONS, SHAPE_ITERATIONS = 25, 40
 # A scan is a face when the rigid upper face of the model finds it near this share of its points (faces:
 # 0.74 to 1, turned ones the least; a ball of a head's size: 0.55), and the whole model then fits it this closely.
 FACE_INLIER_FRACTION = 0.65
 MATCH_MM = 3.0  # a template point with a scan point this near has a match
 GOOD_START_INLIER_FRACTION = 0.8  # a nose guess whose best turn matches this much of the upper face is taken
 FACE_RESIDUAL_MM = 2.0
-# Ridge terms (mm^2) on the weights. Some identity modes turn or shift the face a little, so the pose of the
-# model frame rests partly on the prior (identity weights ~ N(0, 1)); expression weights are 0 to 1, mostly 0.
-RIDGE_IDENTITY_MM2 = 2.0
-RIDGE_EXPRESSION_MM2 = 2.0
+# Ridge terms (mm^2) on the weights (identity weights ~ N(0, 1); expression weights 0 to 1, mostly 0). They
+# start RIDGE_START_FACTOR times stronger and relax by RIDGE_RELAXATION per iteration: a shape fitted in full
+# from the first, loose matches of a face still turned a few degrees wanders off (identity weights of norm
+# 20-25 where faces have about 10), while the final, weak ridge lets the fit follow the scan. On 27 synthetic
+# scans (scan_benchmark.py) an identity ridge of 2 mm^2 left 6 above 0.5 mm median height error, 0.1 mm^2 let
+# the identity wander in one, 0.5 mm^2 did best.
+RIDGE_IDENTITY_MM2 = 0.5
+RIDGE_EXPRESSION_MM2 = 0.1
+RIDGE_START_FACTOR, RIDGE_RELAXATION = 100.0, 0.8
 MAX_HOLE_MM2 = 600.0  # holes in the depth image up to this area are filled; larger ones are left as they are
 SPLAT_FRONT_MM = 3.0  # points of a pixel this far behind its front-most point belong to a hidden surface
 
@@ -190,15 +201,20 @@ class NearestScanPoint:
 def register(points, template: FaceTemplate):
     """The Registration of scan points (mm) to the face model; see the module doc."""
     best_per_peak = []
+    trial_points = template.upper[:TRIAL_POINTS]  # template.sample (and so upper) is in random order
     for nose_guess in prominent_points(points):
         nearest = NearestScanPoint(points[np.linalg.norm(points - nose_guess, axis=1) < SEARCH_RADIUS_MM])
-        turns = []
+        trials = []
         for yaw, pitch in START_TURNS_DEG:
             rotation = rotated_about(np.eye(3), np.zeros(3), yaw, pitch, 0).T
             start = Registration(rotation, template.mean[template.nose_tip] - rotation @ nose_guess,
                                  np.zeros(len(template.modes)), np.inf, 0.0)
-            turns.append(_refine(start, template, nearest, template.upper, fit_shape=False, iterations=25))
-        best_per_peak.append((min(turns, key=lambda registration: registration.residual_mm), nearest))
+            trials.append(_refine(start, template, nearest, trial_points, fit_shape=False, iterations=TRIAL_ITERATIONS))
+        # The share of points matched picks the turn: the median distance of the matched ones favours a wrong
+        # turn that matches few points closely (a face tilted up, 9 degrees off, over the right turn).
+        best_trial = max(trials, key=lambda registration: registration.inlier_fraction)
+        best_per_peak.append((_refine(best_trial, template, nearest, template.upper, fit_shape=False,
+                                      iterations=RIGID_ITERATIONS), nearest))
         # The next peaks only when this one matched the upper face poorly: faces match 0.74 to 1 of it, and the
         # closest turn of a wrong peak (a chin, a brow) can match more points than the nose's, only loosely.
         if best_per_peak[-1][0].inlier_fraction >= GOOD_START_INLIER_FRACTION:
@@ -207,7 +223,7 @@ def register(points, template: FaceTemplate):
     if best.inlier_fraction < FACE_INLIER_FRACTION:  # no nose, eyes and forehead where a face has them
         raise ScanError(f"does not look like a face (the upper face of the face model finds the scan near only "
                         f"{100 * best.inlier_fraction:.0f} % of its points)")
-    return _refine(best, template, nearest, template.sample, fit_shape=True, iterations=25)
+    return _refine(best, template, nearest, template.sample, fit_shape=True, iterations=SHAPE_ITERATIONS)
 
 
 def _refine(registration, template, nearest, vertices, fit_shape, iterations):
@@ -225,16 +241,13 @@ def _refine(registration, template, nearest, vertices, fit_shape, iterations):
             break
         # Fitting the shape solves for all weights at once, from the mean face; else they stay as they are.
         base = template.mean[vertices] if fit_shape else target
+        if fit_shape:  # the planes of the face fitted so far: an open mouth or a raised brow turns them
+            normals = vertex_normals(template.face(weights), template.triangles)[vertices]
         rows, values = _point_to_plane_system(matched[inlier] - centre, base[inlier] - centre, normals[inlier],
                                               modes[:, inlier] if fit_shape else None)
         if fit_shape:
-            ridge = np.zeros(rows.shape[1])
-            ridge[6:6 + template.identity_count] = RIDGE_IDENTITY_MM2
-            ridge[6 + template.identity_count:] = RIDGE_EXPRESSION_MM2
-            # OpenCV's single-threaded products: numpy's threaded BLAS is 3x slower on a busy 2-core machine.
-            normal_matrix = cv2.mulTransposed(rows, True) + np.diag(ridge)
-            solution = cv2.solve(normal_matrix, cv2.gemm(rows, values[:, None], 1, None, 0, flags=cv2.GEMM_1_T),
-                                 flags=cv2.DECOMP_CHOLESKY)[1].ravel()
+            solution = _solve_pose_and_weights(rows, values, template.identity_count,
+                                               max(1.0, RIDGE_START_FACTOR * RIDGE_RELAXATION ** iteration))
             weights = solution[6:]
         else:
             solution = np.linalg.lstsq(rows, values, rcond=None)[0]
@@ -245,6 +258,37 @@ def _refine(registration, template, nearest, vertices, fit_shape, iterations):
     inlier = distance < MATCH_MM
     residual = float(np.median(distance[inlier])) if inlier.any() else np.inf
     return Registration(rotation, translation, weights, residual, float(inlier.mean()))
+
+
+def _solve_pose_and_weights(rows, values, identity_count, ridge_factor):
+    """The least-squares pose step and weights of the point-to-plane system with ridge terms, expression
+    weights held within 0..1 (bounds met by fixing the weights that cross them and solving for the rest,
+    until none crosses and none fixed would move inwards)."""
+    unknowns = rows.shape[1]
+    ridge = np.zeros(unknowns)
+    ridge[6:6 + identity_count] = RIDGE_IDENTITY_MM2 * ridge_factor
+    ridge[6 + identity_count:] = RIDGE_EXPRESSION_MM2 * ridge_factor
+    # OpenCV's single-threaded products: numpy's threaded BLAS is 3x slower on a busy 2-core machine.
+    matrix = cv2.mulTransposed(rows, True) + np.diag(ridge)
+    rhs = cv2.gemm(rows, values[:, None], 1, None, 0, flags=cv2.GEMM_1_T).ravel()
+    lower, upper = np.full(unknowns, -np.inf), np.full(unknowns, np.inf)
+    lower[6 + identity_count:], upper[6 + identity_count:] = 0.0, 1.0
+    solution, free = np.zeros(unknowns), np.ones(unknowns, bool)
+    for _ in range(2 * unknowns):  # each round fixes or frees at least one weight; it ends in a few
+        block = np.ix_(free, free)
+        known = matrix[:, ~free] @ solution[~free]
+        solution[free] = cv2.solve(matrix[block], (rhs - known)[free][:, None], flags=cv2.DECOMP_CHOLESKY)[1].ravel()
+        below, above = free & (solution < lower), free & (solution > upper)
+        if below.any() or above.any():
+            solution[below], solution[above] = lower[below], upper[above]
+            free &= ~(below | above)
+            continue
+        gradient = matrix @ solution - rhs
+        inwards = ~free & (((solution <= lower) & (gradient < 0)) | ((solution >= upper) & (gradient > 0)))
+        if not inwards.any():
+            break
+        free |= inwards
+    return solution
 
 
 def _matches(mean, modes, weights, nearest, rotation, translation):
