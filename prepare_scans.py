@@ -21,6 +21,7 @@ from depth_png import FULL_SCALE_MM, write_depth_png
 from face_model import FaceModelError, load_face_model
 from make_dataset import DEFAULT_FACE_MODEL, IMAGE_CENTRE, IMAGE_SIZE, PIXEL_PITCH_MM
 from mesh_io import MeshError, SCAN_SUFFIXES, is_scan_file, read_scan
+from safe_files import atomic_write, locked_folder
 from scan_alignment import MM_PER_UNIT, ScanError, face_template, prepare_scan
 
 PROGRAM = 'convworking.py'
@@ -94,7 +95,8 @@ class Preview:
         for axis in self.axes:
             axis.tick_params(labelsize=7)
         self.figure.suptitle(title, fontsize=9)
-        self.figure.savefig(path)
+        with atomic_write(path) as file:
+            self.figure.savefig(file, format='png')
 
 
 def describe(prepared):
@@ -111,6 +113,13 @@ def prepare_files(args):
         template = face_template(load_face_model(DEFAULT_FACE_MODEL))
     except FaceModelError as error:
         raise DataError(str(error)) from None
+    # Checked again once the folder is held: another run may have written there meanwhile.
+    with locked_folder(args.output, '--output folder'):
+        check_output(args.input, paths, args.output)
+        write_prepared(paths, template, args)
+
+
+def write_prepared(paths, template, args):
     units = None if args.units == 'auto' else args.units
     single_file = not os.path.isdir(args.input)
     preview, skipped = Preview(), []

@@ -38,6 +38,8 @@ TRIAL_POINTS, TRIAL_ITERATIONS = 300, 12
 # let expression weights make up for the turn (4 of 27 synthetic scans at 0.5 to 1.4 mm median height error).
 RIGID_ITERATIONS, IDENTITY_ITERATIONS, SHAPE_ITERATIONS = 25, 20, 40
 NOSE_RADIUS_MM = 25.0
+STEADY_MM = 3.0
+INLIER_FACTOR = 3.0
 # A scan is a face when the rigid upper face of the model finds it near this share of its points (faces:
 # 0.74 to 1, turned ones the least; a ball of a head's size: 0.55), and the whole model then fits it this closely.
 FACE_INLIER_FRACTION = 0.65
@@ -88,6 +90,7 @@ class FaceTemplate:
     sample: np.ndarray  # indices of the vertices the registration matches: seen from the front, in the image
     upper: np.ndarray  # the part of `sample` on the upper face (forehead, eyes, nose)
     normals: np.ndarray  # (len(sample), 3) unit normals of the mean face at `sample`
+    steady: np.ndarray
 
     def face(self, weights):
         """(V, 3) the model face with these identity-then-expression weights."""
@@ -103,16 +106,18 @@ def face_template(model: FaceModel, seed=0):
     modes = MM_PER_MODEL_UNIT * np.concatenate([model.identity_modes, model.expression_modes]).astype(np.float64)
     seen = vertices_seen_from_front(mean, model.triangles, mean[model.nose_tip])
     sample = np.random.default_rng(seed).permutation(seen)[:TEMPLATE_POINTS]
-    # Every vertex about the nose as well: the image is framed on the fitted nose tip, so its height errs by as
-    # much as the fit does there.
-    near_nose = seen[np.linalg.norm(mean[seen] - mean[model.nose_tip], axis=1) < NOSE_RADIUS_MM]
-    sample = np.concatenate([sample, np.setdiff1d(near_nose, sample)])
     relative = mean[sample] - mean[model.nose_tip]
     # Above the base of the nose and inside the outer eye corners: forehead, brows, eyes and nose.
     upper = sample[(relative[:, 1] > -15) & (np.abs(relative[:, 0]) < 55)]
+    # The whole-face fit takes every vertex about the nose as well: the image is framed on the fitted nose tip,
+    # so its heights err by as much as the fit does there.
+    near_nose = seen[np.linalg.norm(mean[seen] - mean[model.nose_tip], axis=1) < NOSE_RADIUS_MM]
+    sample = np.concatenate([sample, np.setdiff1d(near_nose, sample)])
     normals = vertex_normals(mean, model.triangles)[sample]
+    motion = np.linalg.norm(modes[len(model.identity_modes):, sample], axis=2).max(axis=0)
+    steady = sample[motion < (STEADY_MM or 1)]
     return FaceTemplate(mean, modes, len(model.identity_modes), model.triangles, model.nose_tip, sample, upper,
-                        normals)
+                        normals, steady)
 
 
 def vertices_seen_from_front(vertices, triangles, nose_tip, tolerance_mm=1.5):
@@ -232,7 +237,7 @@ def register(points, template: FaceTemplate):
     if best.inlier_fraction < FACE_INLIER_FRACTION:  # no nose, eyes and forehead where a face has them
         raise ScanError(f"does not look like a face (the upper face of the face model finds the scan near only "
                         f"{100 * best.inlier_fraction:.0f} % of its points)")
-    best = _refine(best, template, nearest, template.upper, fit_shape=True, iterations=IDENTITY_ITERATIONS,
+    best = _refine(best, template, nearest, template.steady if STEADY_MM else template.upper, fit_shape=True, iterations=IDENTITY_ITERATIONS,
                    with_expression=False)
     return _refine(best, template, nearest, template.sample, fit_shape=True, iterations=SHAPE_ITERATIONS)
 
@@ -247,7 +252,7 @@ def _refine(registration, template, nearest, vertices, fit_shape, iterations, wi
     centre = template.mean[template.nose_tip]
     for iteration in range(iterations):
         target, matched, distance = _matches(template.mean[vertices], modes, weights, nearest, rotation, translation)
-        limit = max(20.0 * 0.8 ** iteration, 3.0 * np.median(distance), 1.0)
+        limit = max(20.0 * 0.8 ** iteration, INLIER_FACTOR * np.median(distance), 1.0)
         inlier = distance < limit
         if inlier.sum() < 20:
             break
