@@ -47,6 +47,7 @@ convolutions only (batch normalisation, activations, pooling, loss: well under 1
 the encoder and costs the same, so forward = 2 x 2 x encoder multiply-adds. A training image costs 3 x
 forward (forward, gradient for the inputs, gradient for the weights), the usual convention.
 """
+import argparse
 import json
 import os
 import platform
@@ -786,20 +787,18 @@ def parse_args(argv=None):
     parser.add_argument('--settle', type=non_negative_float, default=0.3,
                         help='seconds of pause before each window (idle threads of the last worker stop spinning)')
     args = parser.parse_args(argv)
+    # Resolved into a new namespace: what was not given comes from the preset (and, --tiny, the tiny network).
     preset = dict(SETTINGS['tiny' if args.tiny else 'quick' if args.quick else 'default'])
     preset_precision = preset.pop('precision')
-    args.precision = args.precision or ([preset_precision] if preset_precision else list(PRECISIONS))
-    for key, value in preset.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
     if args.tiny:
-        for key, value in TINY_ARCHITECTURE.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
-    args.batch_size = args.batch_size or (4 if args.tiny else default_batch_size())
-    args.infer_batch = args.infer_batch or (8 if args.tiny else 64)
-    args.matmul_size = args.matmul_size or (256 if args.tiny else 4096)
-    return args
+        preset.update(TINY_ARCHITECTURE)
+    resolved = {key: value for key, value in preset.items() if getattr(args, key, None) is None}
+    return argparse.Namespace(**dict(
+        vars(args), **resolved,
+        precision=args.precision or ([preset_precision] if preset_precision else list(PRECISIONS)),
+        batch_size=args.batch_size or (4 if args.tiny else default_batch_size()),
+        infer_batch=args.infer_batch or (8 if args.tiny else 64),
+        matmul_size=args.matmul_size or (256 if args.tiny else 4096)))
 
 
 def default_batch_size():

@@ -23,10 +23,10 @@ import evaluation
 import generated_data
 import lfw_parts
 import prepare_scans
-from command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, finite_float,
-                          positive_float, positive_int, report_error, whole_number)
 from checkpointing import (LATEST_STATE_FILE, CheckpointError, Checkpoints, checkpoint_prefix, read_options,
                            remove_checkpoints, restore_checkpoint, resume_or_start, write_options)
+from command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, finite_float,
+                          positive_float, positive_int, report_error, whole_number)
 from depth_dataset import DataError, IMAGE_SIZE
 from depth_png import DepthImageError
 from machine import cpu_supports_bfloat16

@@ -27,7 +27,6 @@ import collections
 import json
 import os
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -39,11 +38,10 @@ from command_line import PROGRAM
 from depth_dataset import DataError, IMAGE_SIZE
 from depth_png import (FULL_SCALE_MM, MM_PER_UNIT, DepthImageError, mm_to_network, network_to_mm,
                        read_depth_png, write_depth_png)
-from plotting import thresholded
+from plotting import PREVIEW_FOLDER, thresholded
 from progress import ProgressLine
 from safe_files import atomic_path, atomic_write, locked_folder, remove_path, write_strict_json
 
-PREVIEW_FOLDER = 'previews'
 FROZEN_GRAPH_FILE = 'frozen_graph.pb'
 OPENCV_GRAPH_FILE = 'frozen_graph_opencv.pb'
 SAVED_MODEL_FOLDER = 'saved_model'

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from command_line import OneLineErrorParser, UsageError, error_line, non_negative_float, report_error, whole_number
-from depth_dataset import IMAGE_SIZE, SPLITS
+from depth_dataset import IMAGE_SIZE, PIXEL_PITCH_MM, SPLITS
 from depth_png import DepthImageError, write_depth_png
 from face_model import FaceModel, FaceModelError, load_face_model
 from progress import ProgressLine
@@ -33,8 +33,7 @@ REPOSITORY = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = REPOSITORY / "data128_128"
 DEFAULT_FACE_MODEL = REPOSITORY / "facemodel" / "ict_face_model_light.npz"
 
-# The convention, version 1 (its image size is depth_dataset.IMAGE_SIZE, which every module reads).
-PIXEL_PITCH_MM = 1.5
+# The convention, version 1 (its image size and pixel pitch are depth_dataset's, which every module reads).
 BACK_PLANE_MM = 120.0  # behind the neutral nose tip
 IMAGE_CENTRE = (IMAGE_SIZE - 1) / 2  # the nose tip lies between the four central pixels
 CONVENTION = {

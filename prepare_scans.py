@@ -22,9 +22,9 @@ from depth_png import FULL_SCALE_MM, write_depth_png
 from face_model import FaceModelError, load_face_model
 from make_dataset import DEFAULT_FACE_MODEL, IMAGE_CENTRE, IMAGE_SIZE, PIXEL_PITCH_MM
 from mesh_io import MeshError, SCAN_SUFFIXES, is_scan_file, read_scan
+from plotting import PREVIEW_FOLDER
 from scan_alignment import MM_PER_UNIT, ScanError, face_template, prepare_scan
 
-PREVIEW_FOLDER = 'previews'
 PREVIEW_POINTS = 20000  # enough to see the scan's shape; drawing every point of a big scan only costs time
 
 
