@@ -61,11 +61,12 @@ import time
 
 from bench_peers import IMAGE_SHAPE, worker_keras, worker_torch
 from bench_timing import Channel, Pacer, calls_of, window_of
+from command_line import DefaultsHelpFormatter, OneLineErrorParser, non_negative_float, positive_int
 from machine import cpu_model_and_flags
 from safe_files import write_strict_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PROGRAM = 'bench.py'
+BENCH = 'bench.py'
 TRAIN_FLOPS_PER_FORWARD = 3
 PRECISIONS = ('float32', 'bfloat16')
 SUFFIX = {'float32': '_f32', 'bfloat16': '_bf16'}
@@ -130,7 +131,7 @@ def layer_spec(architecture):
         elif isinstance(layer, MaxPool2d):
             spec.append(dict(kind='pool', name=layer.name, size=layer.kernel_size, skip=layer.skip_connection))
         else:
-            raise TypeError(f"{PROGRAM}: no Keras/PyTorch version of {type(layer).__name__}")
+            raise TypeError(f"{BENCH}: no Keras/PyTorch version of {type(layer).__name__}")
     return spec
 
 
@@ -398,12 +399,12 @@ def measure(names, spec, windows, settle, log):
     workers, failures, results, finals = [], {}, {}, {}
     for name in names:
         started = time.perf_counter()
-        print(f"{PROGRAM}: starting {name} in {spec['precision']} ...", file=sys.stderr, flush=True)
+        print(f"{BENCH}: starting {name} in {spec['precision']} ...", file=sys.stderr, flush=True)
         try:
             workers.append(WorkerProcess(name, spec))
         except RuntimeError as error:
             failures[name] = str(error)
-            print(f"{PROGRAM}: {error}", file=sys.stderr, flush=True)
+            print(f"{BENCH}: {error}", file=sys.stderr, flush=True)
         log.append({'worker': name, 'precision': spec['precision'], 'start_s': time.perf_counter() - started})
     for round_ in range(windows):
         order = workers[round_ % len(workers):] + workers[:round_ % len(workers)] if workers else []
@@ -416,9 +417,9 @@ def measure(names, spec, windows, settle, log):
                 except RuntimeError as error:
                     failures[worker.name] = str(error)
                     workers.remove(worker)
-                    print(f"{PROGRAM}: {error}", file=sys.stderr, flush=True)
+                    print(f"{BENCH}: {error}", file=sys.stderr, flush=True)
                     break
-        print(f"{PROGRAM}: {spec['precision']}: round {round_ + 1}/{windows} done", file=sys.stderr, flush=True)
+        print(f"{BENCH}: {spec['precision']}: round {round_ + 1}/{windows} done", file=sys.stderr, flush=True)
     for worker in workers:
         started = time.perf_counter()
         try:
@@ -726,7 +727,7 @@ def verdicts(report, targets):
 
 def print_report(report, targets, stream=sys.stdout):
     settings, machine, found = report['settings'], report['machine'], report['versions']
-    print(f"{PROGRAM}: {report['date']}; {machine['cpu']}, {machine['cores']} cores"
+    print(f"{BENCH}: {report['date']}; {machine['cpu']}, {machine['cores']} cores"
           f"{', AVX-512 BF16' if machine['avx512_bf16'] else ''}{', AMX' if machine['amx_bf16'] else ''}, "
           f"{machine['memory_gb']} GB; TensorFlow {found.get('tensorflow-cpu', found.get('tensorflow', '?'))}, "
           f"Keras {found.get('keras', '-')}, PyTorch {found.get('torch', 'absent')}", file=stream)
@@ -749,7 +750,7 @@ def print_report(report, targets, stream=sys.stdout):
     for reason, keys in by_reason.items():
         print(f"not measured ({reason}): {', '.join(keys) if len(keys) <= 6 else f'{len(keys)} keys'}", file=stream)
     other = report['other_cpu_seconds']
-    print(f"{PROGRAM}: {report['wall_seconds']:.0f} s; CPU used by other processes meanwhile: "
+    print(f"{BENCH}: {report['wall_seconds']:.0f} s; CPU used by other processes meanwhile: "
           f"{'unknown' if other is None else f'{other:.0f} s'}"
           f"{' (the machine was shared: rates are too low)' if other and other > 0.05 * report['wall_seconds'] else ''}",
           file=stream)
@@ -758,8 +759,8 @@ def print_report(report, targets, stream=sys.stdout):
 # ------------------------------------------------------------------------------------------------ command line
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(prog=BENCH, description=__doc__.split('\n\n')[0],
+                                formatter_class=DefaultsHelpFormatter)
     parser.add_argument('--out', help='also write the results as JSON to this file')
     parser.add_argument('--targets', default=os.path.join(HERE, 'bench_targets.json'),
                         help='the speed targets to print verdicts against (JSON)')
@@ -772,36 +773,32 @@ def parse_args(argv=None):
                              '(default: both, bfloat16 only where the CPU has AVX-512 BF16 or AMX)')
     parser.add_argument('--skip', nargs='+', choices=['keras', 'torch'], default=[], help='leave these peers out')
     parser.add_argument('--data', help="data folder for the program's training (default: convworking's)")
-    parser.add_argument('--warmup', type=int, help='warm-up steps before the timed windows')
-    parser.add_argument('--windows', type=int, help='timed windows per measurement')
-    parser.add_argument('--steps', type=int, help='training steps per window')
-    parser.add_argument('--infer-steps', type=int, help='inference batches per window')
-    parser.add_argument('--latency-calls', type=int, help='single-image calls timed for the latency')
-    parser.add_argument('--infer-batch', type=int, default=None, help='batch size of the inference throughput')
-    parser.add_argument('--batch-size', type=int, default=None, help="training batch (default: convworking's)")
-    parser.add_argument('--channels', type=int, help="architecture override (default: convworking's)")
-    parser.add_argument('--kernel-size', type=int, help='architecture override')
-    parser.add_argument('--modules', type=int, help='architecture override')
-    parser.add_argument('--matmul-size', type=int, default=None, help='n of the n x n matrix product')
-    parser.add_argument('--settle', type=float, default=0.3,
+    parser.add_argument('--warmup', type=positive_int, help='warm-up steps before the timed windows')
+    parser.add_argument('--windows', type=positive_int, help='timed windows per measurement')
+    parser.add_argument('--steps', type=positive_int, help='training steps per window')
+    parser.add_argument('--infer-steps', type=positive_int, help='inference batches per window')
+    parser.add_argument('--latency-calls', type=positive_int, help='single-image calls timed for the latency')
+    parser.add_argument('--infer-batch', type=positive_int, help='batch size of the inference throughput')
+    parser.add_argument('--batch-size', type=positive_int, help="training batch (default: convworking's)")
+    parser.add_argument('--channels', type=positive_int, help="architecture override (default: convworking's)")
+    parser.add_argument('--kernel-size', type=positive_int, help='architecture override')
+    parser.add_argument('--modules', type=positive_int, help='architecture override')
+    parser.add_argument('--matmul-size', type=positive_int, help='n of the n x n matrix product')
+    parser.add_argument('--settle', type=non_negative_float, default=0.3,
                         help='seconds of pause before each window (idle threads of the last worker stop spinning)')
     args = parser.parse_args(argv)
+    # Resolved into a new namespace: what was not given comes from the preset (and, --tiny, the tiny network).
     preset = dict(SETTINGS['tiny' if args.tiny else 'quick' if args.quick else 'default'])
     preset_precision = preset.pop('precision')
-    args.precision = args.precision or ([preset_precision] if preset_precision else list(PRECISIONS))
-    for key, value in preset.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    if min(args.warmup, args.windows, args.steps, args.infer_steps, args.latency_calls) < 1:
-        parser.error('--warmup, --windows, --steps, --infer-steps and --latency-calls must be at least 1')
     if args.tiny:
-        for key, value in TINY_ARCHITECTURE.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
-    args.batch_size = args.batch_size or (4 if args.tiny else default_batch_size())
-    args.infer_batch = args.infer_batch or (8 if args.tiny else 64)
-    args.matmul_size = args.matmul_size or (256 if args.tiny else 4096)
-    return args
+        preset.update(TINY_ARCHITECTURE)
+    resolved = {key: value for key, value in preset.items() if getattr(args, key, None) is None}
+    return argparse.Namespace(**dict(
+        vars(args), **resolved,
+        precision=args.precision or ([preset_precision] if preset_precision else list(PRECISIONS)),
+        batch_size=args.batch_size or (4 if args.tiny else default_batch_size()),
+        infer_batch=args.infer_batch or (8 if args.tiny else 64),
+        matmul_size=args.matmul_size or (256 if args.tiny else 4096)))
 
 
 def default_batch_size():
@@ -820,7 +817,7 @@ def main(argv=None):
     print_report(report, targets)
     if args.out:
         write_strict_json(args.out, report)
-        print(f"{PROGRAM}: wrote {args.out}")
+        print(f"{BENCH}: wrote {args.out}")
     return 1 if report['failures'] else 0
 
 

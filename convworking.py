@@ -11,6 +11,7 @@ tf.compat.v1: placeholders, sessions, savers, checkpoints.
 """
 import argparse
 import collections
+import dataclasses
 import os
 import shlex
 import sys
@@ -24,6 +25,8 @@ import lfw_parts
 import prepare_scans
 from checkpointing import (LATEST_STATE_FILE, CheckpointError, Checkpoints, checkpoint_prefix, read_options,
                            remove_checkpoints, restore_checkpoint, resume_or_start, write_options)
+from command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, finite_float,
+                          positive_float, positive_int, report_error, whole_number)
 from depth_dataset import DataError, IMAGE_SIZE
 from depth_png import DepthImageError
 from machine import cpu_supports_bfloat16
@@ -31,10 +34,9 @@ from plotting import save_results_grid
 from progress import ProgressLine
 from quiet_tensorflow import error_summary, import_tensorflow_quietly, tf
 from safe_files import FolderError, locked_folder, remove_temporaries, write_strict_json
-from tasks import TASKS, masked_mean
+from tasks import TASKS, DataSource, masked_mean
 from training_curve import plot_training_curve, read_history, write_history
 
-PROGRAM = 'convworking.py'
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARCHITECTURE_DEFAULTS = {
     'task': 'remove',
@@ -49,10 +51,6 @@ ARCHITECTURE_DEFAULTS = {
 # Batches whose statistics refresh the batch-norm averages before each validation (0.9 ** 30 = 4 % of the
 # old averages remain).
 CALIBRATION_BATCHES = 30
-
-
-class UsageError(ValueError):
-    """A problem the user can fix (an option, a file, a folder): reported as one line, exit status 2."""
 
 
 def say(text):
@@ -178,11 +176,11 @@ class Network:
 
 # ------------------------------------------------------------------------------ the checkpoint's architecture
 
-def task_checkpoint_dir(args):
-    return os.path.join(args.checkpoint_dir, args.task)
+def task_checkpoint_dir(options):
+    return os.path.join(options.checkpoint_dir, options.task)
 
 
-def resolve_architecture(args, saved_options, source):
+def resolve_architecture(options, saved_options, source):
     """Architecture = what the user gave, else what the checkpoint was trained with (the options saved in
     `source`, a checkpoint or its folder), else the defaults.
 
@@ -192,8 +190,8 @@ def resolve_architecture(args, saved_options, source):
     saved = saved_options.get('architecture', {})
     architecture = {}
     for key, default in ARCHITECTURE_DEFAULTS.items():
-        given = getattr(args, key)
-        if key == 'task' and not args.task_given and saved.get(key, given) != given:
+        given = getattr(options, key)
+        if key == 'task' and not options.task_given and saved.get(key, given) != given:
             raise UsageError(f"{source} holds a --task {saved[key]} checkpoint; give --task "
                              f"{saved[key]} to use it")
         if given is not None and key in saved and given != saved[key]:
@@ -220,13 +218,13 @@ def image_summary(tag, png_path):
     return tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=tag, image=image)])
 
 
-def prepare_checkpoint_dir(args):
+def prepare_checkpoint_dir(options):
     """The task's checkpoint folder and the options of a run to resume ({} if none, or with --restart).
 
     Nothing is created or removed here: --restart deletes only once every check of the command has passed.
     """
-    directory = task_checkpoint_dir(args)
-    return directory, {} if args.restart else read_options(directory)
+    directory = task_checkpoint_dir(options)
+    return directory, {} if options.restart else read_options(directory)
 
 
 class TrainingObserver:
@@ -244,42 +242,44 @@ class TrainingObserver:
         return work()
 
 
-def train(args, observer=TrainingObserver()):
-    say(f"loading the data of {args.data} and building the network")
-    directory, saved_options = prepare_checkpoint_dir(args)
-    architecture = resolve_architecture(args, saved_options, directory)
+def train(options, observer=TrainingObserver()):
+    say(f"loading the data of {options.data} and building the network")
+    directory, saved_options = prepare_checkpoint_dir(options)
+    architecture = resolve_architecture(options, saved_options, directory)
     task = TASKS[architecture['task']]
-    train_set, valid_set = task.load_training(args), task.load(args, 'valid')
-    steps_per_epoch = train_set.steps_per_epoch(args.batch_size)
-    max_steps = min(args.max_steps or np.inf, (args.max_epochs or np.inf) * steps_per_epoch)
+    data = options.data_source()
+    train_set, valid_set = task.load_training(data), task.load(data, 'valid')
+    steps_per_epoch = train_set.steps_per_epoch(options.batch_size)
+    max_steps = min(options.max_steps or np.inf, (options.max_epochs or np.inf) * steps_per_epoch)
 
     tf.compat.v1.reset_default_graph()
-    tf.compat.v1.set_random_seed(args.seed)
-    network = Network(architecture, args.bfloat16,
-                      TrainingSetup(args.lr, max_steps, args.loss, args.loss_region))
+    tf.compat.v1.set_random_seed(options.seed)
+    network = Network(architecture, options.bfloat16,
+                      TrainingSetup(options.lr, max_steps, options.loss, options.loss_region))
     clock = TrainingClock()
     checkpoints = Checkpoints(directory, network)
-    os.makedirs(args.results_dir, exist_ok=True)
-    writer = tf.compat.v1.summary.FileWriter(os.path.join(args.results_dir, 'logs'))
+    os.makedirs(options.results_dir, exist_ok=True)
+    writer = tf.compat.v1.summary.FileWriter(os.path.join(options.results_dir, 'logs'))
 
     with locked_folder(directory, '--checkpoint-dir'), tf.compat.v1.Session() as session:
         remove_temporaries(directory)
-        if args.restart:
+        if options.restart:
             remove_checkpoints(directory)
         session.run(tf.compat.v1.global_variables_initializer())
         resume_or_start(session, network, checkpoints, say)
-        write_options(directory, {'architecture': architecture, 'training': training_options(args)})
+        write_options(directory, {'architecture': architecture, 'training': training_options(options)})
         step = session.run(network.global_step)
         clock.start(session)
         history = read_history(directory, up_to_step=step)
         print(f"{PROGRAM}: {describe(network.layers)}; {len(train_set)} training and {len(valid_set)} "
               f"validation pairs; steps {step} -> {max_steps} ({steps_per_epoch} per epoch)")
         examples = grid_examples(valid_set)
-        images_per_step = train_set.images_per_step(args.batch_size)  # the speed shown counts real images
-        progress = ProgressLine(step, max_steps, images_per_step, task.format_training_score)
+        images_per_step = train_set.images_per_step(options.batch_size)  # the speed shown counts real images
+        progress = ProgressLine(max_steps, first=step, label='step ', per_count=images_per_step)
+        smoothed_score = None
         started, step_start, last_good = time.time(), step, checkpoints.latest_prefix()
         while step < max_steps:
-            inputs, targets, epoch = train_set.training_batch(step, args.batch_size, args.seed, args.flip)
+            inputs, targets, epoch = train_set.training_batch(step, options.batch_size, options.seed, options.flip)
             _, loss, score, summary = session.run(
                 [network.train_op, network.loss, network.training_score, network.summaries],
                 {network.inputs: inputs, network.targets: targets, network.is_training: True})
@@ -287,20 +287,22 @@ def train(args, observer=TrainingObserver()):
             if not np.isfinite(loss):
                 raise UsageError(f"the loss became {loss} at step {step}; stopped without saving. The last good "
                                  f"checkpoint is {last_good or 'none (none was saved yet)'}; try a lower --lr")
-            progress.update(step, epoch + 1, score)
+            # An exponential average shows the trend; single batches are noisy.
+            smoothed_score = score if smoothed_score is None else 0.95 * smoothed_score + 0.05 * score
+            progress.update(step, f'epoch {epoch + 1}  {task.format_training_score(smoothed_score)}')
             observer.step_done(step)
-            if step % args.summary_every == 0:
+            if step % options.summary_every == 0:
                 writer.add_summary(summary, step)
-            if step % args.validate_every == 0 or step == max_steps:
+            if step % options.validate_every == 0 or step == max_steps:
                 observer.periodic('calibrate_batch_norm', lambda: network.calibrate_batch_norm(session, (
-                    train_set.training_batch(step + i, args.batch_size, args.seed, args.flip)[0]
+                    train_set.training_batch(step + i, options.batch_size, options.seed, options.flip)[0]
                     for i in range(CALIBRATION_BATCHES))))
                 score = observer.periodic('validate', lambda: validate(
-                    args, session, network, checkpoints, valid_set, examples, writer, step, progress, observer,
-                    plot=step % args.plot_every == 0 or step == max_steps))
+                    options, session, network, checkpoints, valid_set, examples, writer, step, progress, observer,
+                    plot=step % options.plot_every == 0 or step == max_steps))
                 history.append({'step': int(step), 'minutes': round(clock.seconds() / 60, 3), 'score': float(score)})
-                record_training_curve(args, directory, history, task)
-            if step % args.save_every == 0 or step == max_steps:
+                record_training_curve(options, directory, history, task)
+            if step % options.save_every == 0 or step == max_steps:
                 clock.store(session)
                 last_good = observer.periodic('save_latest', lambda: checkpoints.save_latest(session, step))
         writer.close()
@@ -311,17 +313,17 @@ def train(args, observer=TrainingObserver()):
               f"best {task.format_score(best)}, saved as {checkpoints.best_prefix()}")
 
 
-def training_options(args):
+def training_options(options):
     keys = ('data', 'targets', 'generated_subjects', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed',
             'loss', 'loss_region', 'flip', 'bfloat16')
-    options = {key: getattr(args, key) for key in keys}
-    options['data'] = evaluation.recorded_path(args.data)
-    return options
+    recorded = {key: getattr(options, key) for key in keys}
+    recorded['data'] = evaluation.recorded_path(options.data)
+    return recorded
 
 
-def validate(args, session, network, checkpoints, valid_set, examples, writer, step, progress, observer, plot):
+def validate(options, session, network, checkpoints, valid_set, examples, writer, step, progress, observer, plot):
     task = network.task
-    outputs = network.predict(session, valid_set.batches(args.batch_size))
+    outputs = network.predict(session, valid_set.batches(options.batch_size))
     score = task.valid_score(outputs, valid_set.targets)
     writer.add_summary(scalar_summary(f'valid/{task.score_name}', score), step)
     improved = score < session.run(network.best_valid_score)
@@ -330,17 +332,18 @@ def validate(args, session, network, checkpoints, valid_set, examples, writer, s
         checkpoints.save_best(session, step)
     progress.message(f"step {step}: {task.format_score(score)}{' (best so far, saved)' if improved else ''}")
     if plot:
-        path = os.path.join(args.results_dir, f'step_{step:06d}.png')
-        observer.periodic('save_grid', lambda: save_grid(path, task, valid_set, outputs, examples, args,
-                                                         f'valid split, step {step}, {task.format_score(score)}'))
+        path = os.path.join(options.results_dir, f'step_{step:06d}.png')
+        title = f'valid split, step {step}, {task.format_score(score)}'
+        observer.periodic('save_grid', lambda: save_grid(path, task, valid_set, outputs, examples,
+                                                         options.threshold_mm, title))
         writer.add_summary(image_summary('valid/grid', path), step)
     return score
 
 
-def record_training_curve(args, directory, history, task):
+def record_training_curve(options, directory, history, task):
     """Keep the validation history beside the checkpoints and redraw results/training_curve.png."""
     write_history(directory, history, task.score_name)
-    plot_training_curve(history, os.path.join(args.results_dir, 'training_curve.png'), task.score_name,
+    plot_training_curve(history, os.path.join(options.results_dir, 'training_curve.png'), task.score_name,
                         f"{task.name}: {task.score_name} during training ({evaluation.recorded_path(directory)})")
 
 
@@ -363,125 +366,83 @@ class TrainingClock:
         session.run(self.assign, {self.value: self.seconds()})
 
 
-def save_grid(path, task, dataset, outputs, chosen, args, title):
+def save_grid(path, task, dataset, outputs, chosen, threshold_mm, title):
     """The results grid of the chosen examples of a data set: input, ground truth, output, thresholded."""
-    rows = (dataset.inputs[chosen], dataset.targets[chosen], outputs[chosen], task.thresholded(outputs[chosen], args))
+    rows = (dataset.inputs[chosen], dataset.targets[chosen], outputs[chosen],
+            task.thresholded(outputs[chosen], threshold_mm))
     save_results_grid(path, rows, [dataset.names[i] for i in chosen], title, task.grid_shows_depth)
 
 
 # ------------------------------------------------------------------------------------------ test and use
 
-def restore_for_inference(args, for_export=False):
+def restore_for_inference(options, for_export=False):
     """Build the network the checkpoint was trained with and restore it: (session, network, prefix)."""
-    source = args.checkpoint or task_checkpoint_dir(args)
+    source = options.checkpoint or task_checkpoint_dir(options)
     # A --checkpoint-dir given as --checkpoint holds the checkpoints in its task's subfolder.
-    prefix = checkpoint_prefix(source) or (os.path.isdir(source) and checkpoint_prefix(os.path.join(source, args.task)))
+    prefix = checkpoint_prefix(source) or (os.path.isdir(source)
+                                           and checkpoint_prefix(os.path.join(source, options.task)))
     if not prefix:
-        raise UsageError(f"{source}: no checkpoint found, nor in {os.path.join(source, args.task)} "
+        raise UsageError(f"{source}: no checkpoint found, nor in {os.path.join(source, options.task)} "
                          "(train first, or give --checkpoint PATH)")
-    architecture = resolve_architecture(args, read_options(os.path.dirname(prefix)), prefix)
+    architecture = resolve_architecture(options, read_options(os.path.dirname(prefix)), prefix)
     tf.compat.v1.reset_default_graph()
-    network = Network(architecture, bfloat16=args.bfloat16, for_export=for_export)
+    network = Network(architecture, bfloat16=options.bfloat16, for_export=for_export)
     variables = network.model_variables
     session = tf.compat.v1.Session()
     restore_checkpoint(tf.compat.v1.train.Saver(variables), session, prefix, variables)
     return session, network, prefix
 
 
-def test(args):
-    task = TASKS[args.task]
+def test(options):
+    task = TASKS[options.task]
     started = time.time()
-    say(f"loading the test split of {args.data} and the model")
-    test_set, gallery = task.load(args, 'test'), task.load_gallery(args)
-    session, network, prefix = restore_for_inference(args)
+    say(f"loading the test split of {options.data} and the model")
+    data = options.data_source()
+    test_set, gallery = task.load(data, 'test'), task.load_gallery(data)
+    session, network, prefix = restore_for_inference(options)
     say(f"testing {prefix}: the model's outputs for the {len(test_set)} test images")
     with session:
-        outputs = network.predict(session, test_set.batches(args.batch_size))
+        outputs = network.predict(session, test_set.batches(options.batch_size))
         gallery_outputs = None
         if gallery is not None:
             say(f"the model's outputs for the {len(gallery)} images of the recognition gallery")
-            gallery_outputs = network.predict(session, gallery.batches(args.batch_size))
-    with locked_folder(args.results_dir, '--results-dir'):
-        metrics = task.evaluate(args, test_set, outputs, prefix, say, gallery, gallery_outputs)
+            gallery_outputs = network.predict(session, gallery.batches(options.batch_size))
+    with locked_folder(options.results_dir, '--results-dir'):
+        metrics = task.evaluate(data, test_set, outputs, prefix, say, options.results_dir, options.threshold_mm,
+                                gallery, gallery_outputs)
         say("the grids")
         examples = grid_examples(test_set, 4 * 12)
         written = ['test_metrics.json', *task.report_files]
         for number, start in enumerate(range(0, len(examples), 12), 1):
             written.append(f'test_grid_{number}.png')
-            save_grid(os.path.join(args.results_dir, written[-1]), task, test_set, outputs,
-                      examples[start:start + 12], args,
+            save_grid(os.path.join(options.results_dir, written[-1]), task, test_set, outputs,
+                      examples[start:start + 12], options.threshold_mm,
                       f'test split, {os.path.basename(prefix)}: input, ground truth, output, thresholded output')
-        write_strict_json(os.path.join(args.results_dir, 'test_metrics.json'), metrics)
+        write_strict_json(os.path.join(options.results_dir, 'test_metrics.json'), metrics)
     print()
     task.print_metrics(metrics)
     print()
-    say(f"tested in {time.time() - started:.0f} s; wrote {', '.join(written)} in {args.results_dir}")
+    say(f"tested in {time.time() - started:.0f} s; wrote {', '.join(written)} in {options.results_dir}")
 
 
-def infer(args):
-    session, network, _ = restore_for_inference(args)
+def infer(options):
+    session, network, _ = restore_for_inference(options)
     import inference   # here, not at the top: it imports TensorFlow, which --help and the other modes need not wait for
     with session:
-        inference.neutralise_files(session, network, args)
+        inference.neutralise_files(session, network, options.input, options.output, options.resize,
+                                   options.batch_size, options.threshold_mm)
 
 
-def export(args):
-    session, network, prefix = restore_for_inference(args, for_export=True)
+def export(options):
+    session, network, prefix = restore_for_inference(options, for_export=True)
     import inference
+    test_rmse_mm = inference.rmse_on_test_split(prefix, options.results_dir, options.data)
     with session:
-        inference.export_model(session, network, prefix, args)
+        inference.export_model(session, network, prefix, options.output, options.threshold_mm, options.bfloat16,
+                               test_rmse_mm)
 
 
 # ------------------------------------------------------------------------------------------ command line
-
-# Step counts, epochs and seeds beyond this overflow TensorFlow's 32-bit arithmetic (or numpy's seeds).
-LARGEST_COUNT = 2 ** 31 - 1
-
-
-def whole_number(low):
-    """An argparse type: a whole number from `low` to LARGEST_COUNT."""
-    def parse(text):
-        value = int(text)
-        if not low <= value <= LARGEST_COUNT:
-            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {LARGEST_COUNT}, not {text}")
-        return value
-    parse.__name__ = f'whole number from {low}'  # argparse names the type in "invalid ... value"
-    return parse
-
-
-positive_int = whole_number(1)
-
-
-def positive_float(text):
-    value = float(text)
-    if not value > 0 or not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
-def finite_float(text):
-    value = float(text)
-    if not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
-    return value
-
-
-class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Shows an option's default, unless it has none or its help already says it; keeps the examples' lines."""
-
-    def _get_help_string(self, action):
-        # `is`, not `in`: a default of 0 equals False, and --seed's 0 is worth showing
-        if any(action.default is none for none in (None, False, argparse.SUPPRESS)) or 'default' in action.help:
-            return action.help
-        return action.help + ' (default: %(default)s)'
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a bad option gets one line (no usage block), in the program's error format."""
-
-    def error(self, message):
-        self.exit(2, f"{PROGRAM}: error: {message} (see --help)\n")
-
 
 EXAMPLES = f"""examples:
   python {PROGRAM} --mode test --results-dir runs/test      # the shipped model on the test split (1 min)
@@ -605,49 +566,107 @@ def parse_args(argv=None):
     architecture.add_argument('--standardize', action=argparse.BooleanOptionalAction,
                               help='per-image standardisation of the input (tf.image.per_image_standardization)')
     args = parser.parse_args(argv)
+    return resolve_options(args, parser.error)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """The command line, resolved once: every default filled in (from the task, the machine); never changed.
+
+    The functions of this file take it; the modules below get the plain values they need as arguments.
+    """
+    mode: str
+    task: str
+    task_given: bool          # --task was given: a checkpoint of the other task is then refused without advice
+    data: str
+    targets: str              # segment only, else None
+    max_epochs: int           # either limit may be None: the run stops at the first
+    max_steps: int
+    generated_subjects: int
+    gallery_subjects: int
+    generated_dir: str
+    batch_size: int
+    lr: float
+    seed: int
+    checkpoint_dir: str
+    results_dir: str
+    checkpoint: str
+    input: str
+    units: str
+    output: str
+    resize: bool
+    restart: bool
+    validate_every: int
+    plot_every: int
+    save_every: int
+    summary_every: int
+    loss: str
+    loss_region: str
+    bfloat16: bool
+    flip: bool
+    threshold_mm: float
+    # the architecture as given (None: the checkpoint's, else ARCHITECTURE_DEFAULTS; see resolve_architecture)
+    kernel_size: int
+    channels: int
+    modules: int
+    skip_links: str
+    batch_norm: bool
+    residual: bool
+    standardize: bool
+
+    def data_source(self):
+        return DataSource(self.data, self.targets, self.generated_dir, self.generated_subjects,
+                          self.gallery_subjects)
+
+
+def resolve_options(args, error):
+    """The parsed arguments checked against each other and completed with the task's defaults, as Options;
+    error(message) refuses a combination (it does not return)."""
     if args.modules is not None and IMAGE_SIZE % 4 ** args.modules:
         # every module halves the size twice (stride-2 convolution, max pool)
-        parser.error(f"--modules {args.modules} shrinks a {IMAGE_SIZE}-pixel image below one pixel; use at most 3")
+        error(f"--modules {args.modules} shrinks a {IMAGE_SIZE}-pixel image below one pixel; use at most 3")
     for option, modes in (('input', ('infer', 'prepare')), ('output', ('infer', 'export', 'prepare'))):
         if args.mode in modes and not getattr(args, option):
-            parser.error(f"--mode {args.mode} needs --{option}")
-    args.task_given = args.task is not None
-    args.task = args.task or ARCHITECTURE_DEFAULTS['task']
-    task = TASKS[args.task]
-    if args.task == 'segment':
+            error(f"--mode {args.mode} needs --{option}")
+    name = args.task or ARCHITECTURE_DEFAULTS['task']
+    task = TASKS[name]
+    if name == 'segment':
         if args.mode in ('infer', 'export'):
-            parser.error(f"--mode {args.mode} does not fit --task segment (it trains and tests only)")
+            error(f"--mode {args.mode} does not fit --task segment (it trains and tests only)")
         if args.residual:
-            parser.error("--residual does not fit --task segment (its output is a probability, not a correction)")
-        args.residual = False     # so that options.json says what the network does
-        args.targets = args.targets or lfw_parts.TARGET_FOLDERS[0]
+            error("--residual does not fit --task segment (its output is a probability, not a correction)")
         if args.generated_subjects:
-            parser.error("--generated-subjects does not fit --task segment (its data are photographs)")
+            error("--generated-subjects does not fit --task segment (its data are photographs)")
     elif args.targets is not None:
-        parser.error(f"--targets does not fit --task {args.task} (it chooses the masks of --task segment)")
-    if args.generated_subjects is None:
-        args.generated_subjects = DEFAULT_GENERATED_SUBJECTS if args.task == 'remove' else 0
-    for key, default in DEFAULT_LENGTH[args.task].items():  # both are limits: the run stops at the first
-        if getattr(args, key) is None:
-            setattr(args, key, default)
-    args.data = args.data or DEFAULT_DATA[args.task]
-    args.results_dir = args.results_dir or DEFAULT_RESULTS[args.task]
+        error(f"--targets does not fit --task {name} (it chooses the masks of --task segment)")
     for option, value, allowed in (('--loss', args.loss, task.losses),
                                    ('--loss-region', args.loss_region, task.loss_regions)):
         if value is not None and value not in allowed:
-            parser.error(f"{option} {value} does not fit --task {args.task} (choose from {', '.join(allowed)})")
-    args.loss = args.loss or task.default_loss
-    if args.bfloat16 is None:   # see --help: training uses it where the CPU computes it fast
-        args.bfloat16 = args.mode == 'train' and cpu_supports_bfloat16()
-    args.loss_region = args.loss_region or task.loss_regions[0]
-    return args
+            error(f"{option} {value} does not fit --task {name} (choose from {', '.join(allowed)})")
+    # both lengths are limits: the run stops at the first
+    length = {key: default if getattr(args, key) is None else getattr(args, key)
+              for key, default in DEFAULT_LENGTH[name].items()}
+    generated_subjects = args.generated_subjects
+    if generated_subjects is None:
+        generated_subjects = DEFAULT_GENERATED_SUBJECTS if name == 'remove' else 0
+    bfloat16 = args.bfloat16
+    if bfloat16 is None:   # see --help: training uses it where the CPU computes it fast
+        bfloat16 = args.mode == 'train' and cpu_supports_bfloat16()
+    return Options(**dict(
+        vars(args), **length, task=name, task_given=args.task is not None,
+        # segment: so that options.json says what the network does
+        residual=False if name == 'segment' else args.residual,
+        targets=(args.targets or lfw_parts.TARGET_FOLDERS[0]) if name == 'segment' else None,
+        generated_subjects=generated_subjects, data=args.data or DEFAULT_DATA[name],
+        results_dir=args.results_dir or DEFAULT_RESULTS[name], loss=args.loss or task.default_loss,
+        loss_region=args.loss_region or task.loss_regions[0], bfloat16=bfloat16))
 
 
-def interrupted_training_note(args, argv):
+def interrupted_training_note(options, argv):
     """What Ctrl-C kept and lost, and the command that carries on (the same one, without --restart).
     The latest checkpoint is read from its folder: the Saver switches its state file only once a save is whole."""
     rerun = shlex.join(['python', PROGRAM] + [word for word in argv if word != '--restart'])
-    kept = checkpoint_prefix(task_checkpoint_dir(args), (LATEST_STATE_FILE,))
+    kept = checkpoint_prefix(task_checkpoint_dir(options), (LATEST_STATE_FILE,))
     if not kept:
         return f" before the first checkpoint; nothing is kept. Start again with: {rerun}"
     return (f"; kept the checkpoint of step {kept.rsplit('-', 1)[1]} ({kept}), the steps after it are lost. "
@@ -657,28 +676,26 @@ def interrupted_training_note(args, argv):
 def main(argv=None, observer=TrainingObserver()):
     """The command line; `observer` watches a training (see TrainingObserver)."""
     argv = sys.argv[1:] if argv is None else [str(word) for word in argv]
-    args = parse_args(argv)
-    if args.mode != 'prepare':  # prepare needs no network: it does not wait for TensorFlow to load
+    options = parse_args(argv)
+    if options.mode != 'prepare':  # prepare needs no network: it does not wait for TensorFlow to load
         tf.compat.v1.disable_eager_execution()
     try:
-        if args.mode == 'train':
-            train(args, observer)
+        if options.mode == 'train':
+            train(options, observer)
+        elif options.mode == 'prepare':
+            prepare_scans.prepare_files(options.input, options.output, options.units)
         else:
-            {'test': test, 'infer': infer, 'export': export, 'prepare': prepare_scans.prepare_files}[args.mode](args)
-    except (UsageError, CheckpointError, DataError, DepthImageError, FolderError,
-            generated_data.GenerationError) as error:
-        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # an unwritable folder, a path under a file, a full disk
-        where = f"{error.filename}: " if error.filename else ''
-        print(f"{PROGRAM}: error: {where}{error.strerror or error}", file=sys.stderr)
+            {'test': test, 'infer': infer, 'export': export}[options.mode](options)
+    except (UsageError, CheckpointError, DataError, DepthImageError, FolderError, generated_data.GenerationError,
+            OSError) as error:  # OSError: an unwritable folder, a path under a file, a full disk
+        report_error(PROGRAM, error)
         return 2
     except tf.errors.OpError as error:  # the same, met by TensorFlow's own file writing (checkpoints, logs)
-        print(f"{PROGRAM}: error: {error_summary(error)}", file=sys.stderr)
+        report_error(PROGRAM, error_summary(error))
         return 2
     except KeyboardInterrupt:
-        print(f"\n{PROGRAM}: interrupted" + (interrupted_training_note(args, argv) if args.mode == 'train' else ''),
-              file=sys.stderr)
+        note = interrupted_training_note(options, argv) if options.mode == 'train' else ''
+        print(f"\n{PROGRAM}: interrupted{note}", file=sys.stderr)
         return 130
     return 0
 

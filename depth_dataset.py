@@ -10,6 +10,7 @@ import numpy as np
 from depth_png import mm_to_network, read_depth_png
 
 IMAGE_SIZE = 128
+PIXEL_PITCH_MM = 1.5   # the convention's pixel spacing (see make_dataset.CONVENTION)
 SPLITS = ('train', 'valid', 'test')
 
 

@@ -27,7 +27,6 @@ import collections
 import json
 import os
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -35,14 +34,14 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 import evaluation
+from command_line import PROGRAM
 from depth_dataset import DataError, IMAGE_SIZE
 from depth_png import (FULL_SCALE_MM, MM_PER_UNIT, DepthImageError, mm_to_network, network_to_mm,
                        read_depth_png, write_depth_png)
-from plotting import thresholded
+from plotting import PREVIEW_FOLDER, thresholded
+from progress import ProgressLine
 from safe_files import atomic_path, atomic_write, locked_folder, remove_path, write_strict_json
 
-PROGRAM = 'convworking.py'
-PREVIEW_FOLDER = 'previews'
 FROZEN_GRAPH_FILE = 'frozen_graph.pb'
 OPENCV_GRAPH_FILE = 'frozen_graph_opencv.pb'
 SAVED_MODEL_FOLDER = 'saved_model'
@@ -177,24 +176,6 @@ class Preview:
             self.figure.savefig(file, format='png')
 
 
-class CountLine:
-    """'infer: 32/1000 images' after each batch: rewritten in place on a terminal, every 10 s in a log."""
-
-    def __init__(self, total, stream=sys.stdout, log_interval=10.0):
-        self.total, self.stream, self.log_interval = total, stream, log_interval
-        self.live = stream.isatty()
-        self.started = self.last_shown = time.time()
-
-    def update(self, done):
-        now = time.time()
-        if done < self.total and now - self.last_shown < (0.2 if self.live else self.log_interval):
-            return
-        self.last_shown = now
-        line = f'{PROGRAM}: infer {done}/{self.total} images  {done / max(now - self.started, 1e-9):.1f} img/s'
-        self.stream.write(f'\r{line}\033[K' + ('\n' if done >= self.total else '') if self.live else line + '\n')
-        self.stream.flush()
-
-
 def write_result(image, output_mm, output_dir, preview):
     """The neutralised depth map in the input's bit depth and units, and its preview."""
     depth_path, preview_path = output_paths(image.path, output_dir)
@@ -203,36 +184,38 @@ def write_result(image, output_mm, output_dir, preview):
                                                            f'{MM_PER_UNIT[image.bits]} mm per unit{image.note})')
 
 
-def neutralise_files(session, network, args):
-    """--mode infer: neutralise args.input (a PNG or a folder of them) into args.output (see the module doc)."""
-    paths = input_paths(args.input)
-    check_output_folder(args.input, paths, args.output)
+def neutralise_files(session, network, input_path, output_dir, resize, batch_size, threshold_mm):
+    """--mode infer: neutralise input_path (a PNG or a folder of them) into output_dir (see the module doc),
+    batch_size images a run; heights below threshold_mm become background."""
+    paths = input_paths(input_path)
+    check_output_folder(input_path, paths, output_dir)
     # Checked again once the folder is held: another run may have written there meanwhile.
-    with locked_folder(args.output, '--output folder'):
-        check_output_folder(args.input, paths, args.output)
-        write_results(session, network, args, paths)
+    with locked_folder(output_dir, '--output folder'):
+        check_output_folder(input_path, paths, output_dir)
+        write_results(session, network, paths, not os.path.isdir(input_path), output_dir, resize, batch_size,
+                      threshold_mm)
 
 
-def write_results(session, network, args, paths):
-    single_file = not os.path.isdir(args.input)
+def write_results(session, network, paths, single_file, output_dir, resize, batch_size, threshold_mm):
     skipped, written, preview = [], 0, None
-    progress = CountLine(len(paths)) if len(paths) > args.batch_size else None
-    for start in range(0, len(paths), args.batch_size):
-        chunk = paths[start:start + args.batch_size]
-        images = load_depth_images(chunk, args.resize, skipped, refuse_bad=single_file)
+    progress = (ProgressLine(len(paths), label=f'{PROGRAM}: infer ', counted=' images', log_interval=10.0)
+                if len(paths) > batch_size else None)
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        images = load_depth_images(chunk, resize, skipped, refuse_bad=single_file)
         if images:
             batch = mm_to_network(np.stack([image.height_mm for image in images]))[..., np.newaxis]
             outputs_mm = network_to_mm(session.run(network.output, {network.inputs: batch})[..., 0])
-            os.makedirs(os.path.join(args.output, PREVIEW_FOLDER), exist_ok=True)
+            os.makedirs(os.path.join(output_dir, PREVIEW_FOLDER), exist_ok=True)
             preview = preview or Preview()
             for image, output_mm in zip(images, outputs_mm):
-                write_result(image, thresholded(output_mm, args.threshold_mm), args.output, preview)
+                write_result(image, thresholded(output_mm, threshold_mm), output_dir, preview)
             written += len(images)
         if progress:
             progress.update(start + len(chunk))
     if written:
-        print(f"{PROGRAM}: wrote {written} neutralised image(s) to {args.output} and their previews to "
-              f"{os.path.join(args.output, PREVIEW_FOLDER)}")
+        print(f"{PROGRAM}: wrote {written} neutralised image(s) to {output_dir} and their previews to "
+              f"{os.path.join(output_dir, PREVIEW_FOLDER)}")
     if skipped:
         raise DataError(f"{len(skipped)} of {len(paths)} image(s) skipped (reported above)"
                         + ('' if written else '; nothing was written'))
@@ -400,9 +383,10 @@ def try_opencv_export(graph_def, path, batch, expected):
     return None, f'OpenCV {cv2.__version__} cannot use it: {reason}'
 
 
-def export_model(session, network, checkpoint, args):
-    """--mode export: write the frozen graphs, the SavedModel and model.json into args.output, and check them."""
-    directory = args.output
+def export_model(session, network, checkpoint, directory, threshold_mm, bfloat16, test_rmse_mm):
+    """--mode export: write the frozen graphs, the SavedModel and model.json into `directory`, and check them.
+    model.json records threshold_mm (the background threshold infer uses), whether the network computes in
+    bfloat16 and the checkpoint's test RMSE (None if not measured)."""
     names = (FROZEN_GRAPH_FILE, OPENCV_GRAPH_FILE, SAVED_MODEL_FOLDER, MODEL_INFO_FILE)
     targets = [os.path.join(directory, name) for name in names]
     check_export_folder(directory, targets)
@@ -411,7 +395,8 @@ def export_model(session, network, checkpoint, args):
     with locked_folder(directory, '--output folder'):
         check_export_folder(directory, targets)
         try:
-            write_export(session, network, checkpoint, args, graph_def, targets)
+            write_export(session, network, checkpoint, graph_def, directory, targets, threshold_mm, bfloat16,
+                         test_rmse_mm)
         except BaseException:
             # None of them existed before (checked above): a partial export would only block the rerun.
             for path in targets:
@@ -428,9 +413,8 @@ def check_export_folder(directory, targets):
                         "--output folder")
 
 
-def write_export(session, network, checkpoint, args, graph_def, targets):
+def write_export(session, network, checkpoint, graph_def, directory, targets, threshold_mm, bfloat16, test_rmse_mm):
     """Write and check the exported forms and model.json (see export_model)."""
-    directory = args.output
     frozen_path, opencv_path, saved_model_dir, info_path = targets
     with atomic_write(frozen_path) as file:
         file.write(graph_def.SerializeToString())
@@ -446,7 +430,7 @@ def write_export(session, network, checkpoint, args, graph_def, targets):
             raise RuntimeError(f"the exported {form} differs from the checkpoint by {difference:.3g} "
                                f"(tolerance {EXPORT_TOLERANCE})")
     differences['opencv_graph'], opencv_problem = try_opencv_export(graph_def, opencv_path, batch, expected)
-    if opencv_problem and args.bfloat16:
+    if opencv_problem and bfloat16:
         opencv_problem = ('the graph computes in bfloat16 (--bfloat16 adds Cast operations, which OpenCV does not '
                           f'read; export without --bfloat16 for OpenCV, the checkpoint is the same). {opencv_problem}')
 
@@ -461,7 +445,7 @@ def write_export(session, network, checkpoint, args, graph_def, targets):
             'meaning': f'heights above the back plane: 1.0 = {FULL_SCALE_MM} mm, 0 = background '
                        '(input and output alike)',
             'png_mm_per_unit': {f'{bits}-bit': mm for bits, mm in sorted(MM_PER_UNIT.items(), reverse=True)},
-            'background_threshold_mm': args.threshold_mm,
+            'background_threshold_mm': threshold_mm,
         },
         'frozen_graph': FROZEN_GRAPH_FILE,
         'saved_model': {'folder': SAVED_MODEL_FOLDER, 'tags': [tf.saved_model.SERVING],
@@ -475,9 +459,9 @@ def write_export(session, network, checkpoint, args, graph_def, targets):
         'checkpoint': evaluation.recorded_path(checkpoint),
         'step': int(step),
         'valid_rmse_mm': float(valid_rmse) if np.isfinite(valid_rmse) else None,
-        'test_rmse_mm': rmse_on_test_split(checkpoint, args.results_dir, args.data),
+        'test_rmse_mm': test_rmse_mm,
         'architecture': network.architecture,
-        'bfloat16': args.bfloat16,
+        'bfloat16': bfloat16,
         'max_abs_difference_to_checkpoint': differences,
     }
     write_strict_json(info_path, info)

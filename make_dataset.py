@@ -8,9 +8,7 @@ plane 120 mm behind that nose tip, stored as 16-bit PNG in 0.1 mm units.
     python make_dataset.py            # regenerates data128_128/ next to this script (needs --overwrite
                                       # when it already exists)
 """
-import argparse
 import json
-import math
 import multiprocessing
 import os
 import shutil
@@ -22,19 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_dataset import IMAGE_SIZE, SPLITS
+from command_line import OneLineErrorParser, UsageError, error_line, non_negative_float, report_error, whole_number
+from depth_dataset import IMAGE_SIZE, PIXEL_PITCH_MM, SPLITS
 from depth_png import DepthImageError, write_depth_png
 from face_model import FaceModel, FaceModelError, load_face_model
-from progress import format_duration
+from progress import ProgressLine
 from rasterise import rasterise_depth
 
+GENERATOR = "make_dataset.py"
 GENERATOR_VERSION = "1.0"
 REPOSITORY = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = REPOSITORY / "data128_128"
 DEFAULT_FACE_MODEL = REPOSITORY / "facemodel" / "ict_face_model_light.npz"
 
-# The convention, version 1 (its image size is depth_dataset.IMAGE_SIZE, which every module reads).
-PIXEL_PITCH_MM = 1.5
+# The convention, version 1 (its image size and pixel pitch are depth_dataset's, which every module reads).
 BACK_PLANE_MM = 120.0  # behind the neutral nose tip
 IMAGE_CENTRE = (IMAGE_SIZE - 1) / 2  # the nose tip lies between the four central pixels
 CONVENTION = {
@@ -91,10 +90,6 @@ class Subject:
     @property
     def id(self):
         return f"{self.number:04d}"
-
-
-class CommandLineError(Exception):
-    """Bad input: reported as one line on stderr, exit status 2."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -231,7 +226,7 @@ def dataset_description(options, model: FaceModel, subjects) -> dict:
             files[render.name] = entry
     return {
         "convention": CONVENTION,
-        "generator": {"program": "make_dataset.py", "version": GENERATOR_VERSION},
+        "generator": {"program": GENERATOR, "version": GENERATOR_VERSION},
         "seed": options.seed,
         "options": {
             "train_subjects": options.train_subjects, "valid_subjects": options.valid_subjects,
@@ -273,32 +268,6 @@ def subjects_from_description(description: dict) -> list:
 # ---------------------------------------------------------------------------------------------------------
 # Running it.
 # ---------------------------------------------------------------------------------------------------------
-class Progress:
-    """One line showing count, rate and time left: rewritten in place on a terminal, every 10 % otherwise."""
-
-    def __init__(self, total: int, unit: str):
-        self.total, self.unit, self.done = total, unit, 0
-        self.start = time.monotonic()
-        self.interactive = sys.stdout.isatty()
-        self.next_report = 0.1
-
-    def advance(self, count: int):
-        self.done += count
-        fraction = self.done / self.total
-        if not self.interactive and fraction < self.next_report and self.done < self.total:
-            return
-        self.next_report = math.floor(fraction * 10 + 1) / 10
-        elapsed = time.monotonic() - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        left = (self.total - self.done) / rate if rate > 0 else 0.0
-        line = f"{self.done}/{self.total} {self.unit}  {rate:.0f}/s  ETA {format_duration(left)}"
-        print(f"\r{line}   " if self.interactive else line, end="" if self.interactive else "\n", flush=True)
-
-    def finish(self):
-        if self.interactive:
-            print()
-
-
 _worker_model = None  # the model in a worker process, set once by the pool's initializer
 
 
@@ -316,17 +285,19 @@ def write_dataset(options, model: FaceModel, subjects, folder: Path):
     for subject in subjects:
         for kind in ("inputs", "targets"):
             (folder / kind / subject.split).mkdir(parents=True, exist_ok=True)
-    progress = Progress(sum(len(s.renders) for s in subjects), "pairs")
+    progress = ProgressLine(sum(len(s.renders) for s in subjects), counted=" pairs", unit="pairs", log_interval=10.0)
     jobs = [(subject, folder, options.depth_noise_mm) for subject in subjects]
+    done = 0
     if options.workers == 1:
         for job in jobs:
-            progress.advance(render_subject(model, *job))
+            done += render_subject(model, *job)
+            progress.update(done)
     else:
         # Each task writes its own files, so the order in which tasks finish does not matter.
         with multiprocessing.Pool(options.workers, _set_worker_model, (model,)) as pool:
             for count in pool.imap_unordered(_render_in_worker, jobs):
-                progress.advance(count)
-    progress.finish()
+                done += count
+                progress.update(done)
     description = dataset_description(options, model, subjects)
     (folder / "dataset.json").write_text(json.dumps(description, indent=1) + "\n")
 
@@ -336,9 +307,9 @@ OWNED = ("inputs", "targets", "dataset.json")  # what the generator writes, and 
 
 def check_output_folder(output: Path, overwrite: bool):
     if output.exists() and not output.is_dir():
-        raise CommandLineError(f"output {output} exists and is not a folder")
+        raise UsageError(f"output {output} exists and is not a folder")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise CommandLineError(f"output folder {output} already holds files; "
+        raise UsageError(f"output folder {output} already holds files; "
                                "pass --overwrite to replace the dataset in it")
 
 
@@ -362,40 +333,9 @@ def generate(options, model: FaceModel, subjects):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def count(minimum, maximum):
-    """An argparse type: an integer in [minimum, maximum]."""
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not minimum <= value <= maximum:
-            raise argparse.ArgumentTypeError(f"{value} is not between {minimum} and {maximum}")
-        return value
-    return parse
-
-
-def amount(text):
-    """An argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0")
-    return value
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """Reports bad arguments as the single line "make_dataset.py: error: ...", without the usage text."""
-
-    def error(self, message):
-        raise CommandLineError(message)
-
-
 def parse_arguments(argv):
     parser = OneLineErrorParser(
-        prog="make_dataset.py",
+        prog=GENERATOR,
         description="Render the depth-face dataset (expressive input, neutral target) from the ICT Face Model "
                     "Light. The same options always give byte-identical files.")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, metavar="FOLDER",
@@ -404,24 +344,24 @@ def parse_arguments(argv):
                         help="read the face model from PATH: the compact .npz, or the FaceXModel folder of a "
                              "clone of the ICT-FaceKit repository (default: facemodel/ict_face_model_light.npz, "
                              "the copy this repository carries)")
-    parser.add_argument("--train-subjects", type=count(1, 9999), default=80, metavar="N",
+    parser.add_argument("--train-subjects", type=whole_number(1, 9999), default=80, metavar="N",
                         help="make N training subjects (default: 80)")
-    parser.add_argument("--valid-subjects", type=count(0, 9999), default=20, metavar="N",
+    parser.add_argument("--valid-subjects", type=whole_number(0, 9999), default=20, metavar="N",
                         help="make N validation subjects (default: 20)")
-    parser.add_argument("--test-subjects", type=count(0, 9999), default=20, metavar="N",
+    parser.add_argument("--test-subjects", type=whole_number(0, 9999), default=20, metavar="N",
                         help="make N test subjects (default: 20)")
-    parser.add_argument("--mixtures-per-subject", type=count(0, 99), default=6, metavar="N",
+    parser.add_argument("--mixtures-per-subject", type=whole_number(0, 99), default=6, metavar="N",
                         help="give each subject N random mixtures of expression shapes besides the neutral "
                              "face and the 24 prototypic expressions (default: 6)")
-    parser.add_argument("--seed", type=count(0, 2 ** 63 - 1), default=0, metavar="N",
+    parser.add_argument("--seed", type=whole_number(0, 2 ** 63 - 1), default=0, metavar="N",
                         help="draw identities, mixtures, jitter and noise from seed N (default: 0)")
-    parser.add_argument("--pose-jitter-deg", type=amount, default=0.0, metavar="DEG",
+    parser.add_argument("--pose-jitter-deg", type=non_negative_float, default=0.0, metavar="DEG",
                         help="turn each input face about its neutral nose tip by a yaw, a pitch and a roll each "
                              "drawn uniformly from -DEG to DEG degrees; targets stay frontal (default: 0 = off)")
-    parser.add_argument("--depth-noise-mm", type=amount, default=0.0, metavar="MM",
+    parser.add_argument("--depth-noise-mm", type=non_negative_float, default=0.0, metavar="MM",
                         help="add Gaussian noise of standard deviation MM millimetres to the face pixels of "
                              "each input; targets stay clean (default: 0 = off)")
-    parser.add_argument("--workers", type=count(1, 256), default=os.cpu_count() or 1, metavar="N",
+    parser.add_argument("--workers", type=whole_number(1, 256), default=os.cpu_count() or 1, metavar="N",
                         help="render with N processes; the files do not depend on N (default: the number "
                              "of CPUs, here %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
@@ -430,7 +370,7 @@ def parse_arguments(argv):
     options = parser.parse_args(argv)
     total = options.train_subjects + options.valid_subjects + options.test_subjects
     if total > 10000:
-        raise CommandLineError(f"{total} subjects do not fit the four-digit subject numbers of the file names")
+        parser.error(f"{total} subjects do not fit the four-digit subject numbers of the file names")
     return options
 
 
@@ -439,7 +379,7 @@ def check_model_has_prototype_shapes(model: FaceModel, path: Path):
               for shape in shapes_of_action(action, model.expression_names)}
     missing = sorted(needed - set(model.expression_names))
     if missing:
-        raise CommandLineError(f"{path}: the face model lacks the expression shapes {', '.join(missing)}")
+        raise UsageError(f"{path}: the face model lacks the expression shapes {', '.join(missing)}")
 
 
 def main(argv=None):
@@ -448,18 +388,18 @@ def main(argv=None):
         check_output_folder(options.output, options.overwrite)
         model = load_face_model(options.face_model)
         check_model_has_prototype_shapes(model, options.face_model)
-    except (CommandLineError, FaceModelError, OSError) as error:
-        print(f"make_dataset.py: error: {' '.join(str(error).splitlines())}", file=sys.stderr)
+    except (UsageError, FaceModelError, OSError) as error:
+        report_error(GENERATOR, error)
         return 2
     subjects = plan_dataset(options, model)
     started = time.monotonic()
     try:
         generate(options, model, subjects)
     except (OSError, DepthImageError) as error:
-        print(f"make_dataset.py: error: writing the dataset failed: {error}", file=sys.stderr)
+        report_error(GENERATOR, f"writing the dataset failed: {error_line(error)}")
         return 1
     except KeyboardInterrupt:
-        print("\nmake_dataset.py: interrupted; the output folder was left as it was", file=sys.stderr)
+        print(f"\n{GENERATOR}: interrupted; the output folder was left as it was", file=sys.stderr)
         return 130
     pairs = sum(len(s.renders) for s in subjects)
     print(f"wrote {pairs} input/target pairs of {len(subjects)} subjects to {options.output} "

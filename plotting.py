@@ -16,13 +16,14 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LightSource, Normalize
 from matplotlib.figure import Figure
 
+from depth_dataset import PIXEL_PITCH_MM
 from depth_png import network_to_mm
 from evaluation import EXPRESSION_NAMES, parse_name
 from safe_files import atomic_write
 
 MAX_COLUMNS = 12
 ROW_TITLES = ('input', 'ground truth', 'output', 'thresholded')
-PIXEL_PITCH_MM = 1.5        # the convention's pixel spacing: with heights in mm, the relief is true to shape
+PREVIEW_FOLDER = 'previews'     # where infer and prepare put a figure of each image they write
 LIGHT = LightSource(azdeg=315, altdeg=45)    # from the upper left, as readers expect of a relief
 HEIGHT_COLOURS = colormaps['gist_earth']
 HEIGHT_LABEL = 'height above the back plane (mm)'
@@ -43,6 +44,7 @@ def column_label(name):
 
 def lit_relief(height_mm, norm):
     """RGB image of a height map: coloured by height, brightened or darkened by where its surface faces."""
+    # with heights in mm and the convention's pixel spacing, the relief is true to shape
     slope_down, slope_right = np.gradient(np.asarray(height_mm, np.float64), PIXEL_PITCH_MM)
     # Rows run downwards, y upwards: the normal of z = h(x, y) is (-dh/dx, -dh/dy, 1) = (-right, +down, 1).
     normals = np.stack([-slope_right, slope_down, np.ones_like(slope_down)], axis=-1)

@@ -16,16 +16,16 @@ import sys
 import numpy as np
 from matplotlib.figure import Figure
 
+from command_line import PROGRAM
 from depth_dataset import DataError
 from depth_png import FULL_SCALE_MM, write_depth_png
 from face_model import FaceModelError, load_face_model
 from make_dataset import DEFAULT_FACE_MODEL, IMAGE_CENTRE, IMAGE_SIZE, PIXEL_PITCH_MM
 from mesh_io import MeshError, SCAN_SUFFIXES, is_scan_file, read_scan
+from plotting import PREVIEW_FOLDER
 from safe_files import atomic_write, locked_folder
 from scan_alignment import MM_PER_UNIT, ScanError, face_template, prepare_scan
 
-PROGRAM = 'convworking.py'
-PREVIEW_FOLDER = 'previews'
 PREVIEW_POINTS = 20000  # enough to see the scan's shape; drawing every point of a big scan only costs time
 
 
@@ -105,23 +105,22 @@ def describe(prepared):
             f'{100 * registration.inlier_fraction:.0f} % of the face, {prepared.kept.mean() * 100:.0f} % of the points kept')
 
 
-def prepare_files(args):
-    """--mode prepare: every scan of args.input -> args.output (see the module doc)."""
-    paths = scan_paths(args.input)
-    check_output(args.input, paths, args.output)
+def prepare_files(input_path, output_dir, units):
+    """--mode prepare: every scan of input_path -> output_dir (see the module doc), in `units` (or 'auto')."""
+    paths = scan_paths(input_path)
+    check_output(input_path, paths, output_dir)
     try:
         template = face_template(load_face_model(DEFAULT_FACE_MODEL))
     except FaceModelError as error:
         raise DataError(str(error)) from None
     # Checked again once the folder is held: another run may have written there meanwhile.
-    with locked_folder(args.output, '--output folder'):
-        check_output(args.input, paths, args.output)
-        write_prepared(paths, template, args)
+    with locked_folder(output_dir, '--output folder'):
+        check_output(input_path, paths, output_dir)
+        write_prepared(paths, template, input_path, output_dir, None if units == 'auto' else units)
 
 
-def write_prepared(paths, template, args):
-    units = None if args.units == 'auto' else args.units
-    single_file = not os.path.isdir(args.input)
+def write_prepared(paths, template, input_path, output_dir, units):
+    single_file = not os.path.isdir(input_path)
     preview, skipped = Preview(), []
     for number, path in enumerate(paths, 1):
         try:
@@ -133,7 +132,7 @@ def write_prepared(paths, template, args):
             print(f"{PROGRAM}: skipped {message}", file=sys.stderr)
             skipped.append(path)
             continue
-        image_path, preview_path = result_paths(path, args.output)
+        image_path, preview_path = result_paths(path, output_dir)
         os.makedirs(os.path.dirname(preview_path), exist_ok=True)
         write_depth_png(image_path, prepared.depth_mm)
         preview.save(preview_path, prepared, f'{os.path.basename(path)}: {describe(prepared)}')

@@ -1,12 +1,18 @@
-"""A progress line for long loops: step, epoch, training score, images per second and time remaining.
+"""The one progress line of every long loop: count, what the caller adds, rate and time remaining.
 
-On a terminal the line is rewritten in place; in a log file (nohup) a full line is written every
-`log_interval` seconds instead, so logs stay readable. Other messages go through `message`, which puts
-them on a line of their own (on a terminal, the progress line is redrawn below them at the next update).
-The line stays within 80 columns.
+    step 250/32000  epoch 2  train RMSE 2.346 mm  400.0 img/s  1:06:30 left      (training)
+    convworking.py: infer 32/1000 images  85.2 img/s  0:11 left                 (infer)
+    1300/3120 pairs  45.3 pairs/s  0:40 left                                    (make_dataset.py)
+
+On a terminal the line is rewritten in place (at most every LIVE_INTERVAL seconds); in a log file (nohup, a
+pipe) a full line is written every `log_interval` seconds instead, so logs stay readable. The last count
+always shows, and ends the line. Other messages go through `message`, which puts them on a line of their own
+(on a terminal, the progress line is redrawn below them at the next update). The line stays within 80 columns.
 """
 import sys
 import time
+
+LIVE_INTERVAL = 0.5   # seconds between redraws on a terminal
 
 
 def format_duration(seconds):
@@ -16,34 +22,35 @@ def format_duration(seconds):
 
 
 class ProgressLine:
-    def __init__(self, first_step, last_step, images_per_step, format_score, stream=sys.stdout,
+    """`label` done/total `counted`, then update's details, the rate in `unit`/s and the time left.
+
+    The count starts at `first` (a resumed training's step); each count stands for `per_count` units (a
+    training step for its images), so the rate is in units whatever is counted.
+    """
+
+    def __init__(self, total, first=0, label='', counted='', unit='img', per_count=1, stream=sys.stdout,
                  log_interval=30.0):
-        self.first_step, self.last_step = first_step, last_step
-        self.images_per_step = images_per_step
-        self.format_score = format_score
+        self.total, self.first = total, first
+        self.label, self.counted, self.unit, self.per_count = label, counted, unit, per_count
         self.stream = stream
         self.live = stream.isatty()
         self.log_interval = log_interval
         self.started = self.last_shown = time.time()
-        self.smoothed_score = None
         self.showing = False        # a live line is on screen without its newline
 
-    def update(self, step, epoch, score):
+    def update(self, done, details=''):
         now = time.time()
-        # An exponential average shows the trend; single batches are noisy.
-        self.smoothed_score = score if self.smoothed_score is None else 0.95 * self.smoothed_score + 0.05 * score
-        if step < self.last_step and now - self.last_shown < (0.5 if self.live else self.log_interval):
+        if done < self.total and now - self.last_shown < (LIVE_INTERVAL if self.live else self.log_interval):
             return
         self.last_shown = now
-        done = step - self.first_step
-        rate = done / max(now - self.started, 1e-9)
-        remaining = (self.last_step - step) / rate if rate > 0 else 0.0
-        line = (f'step {step}/{self.last_step}  epoch {epoch}  {self.format_score(self.smoothed_score)}  '
-                f'{rate * self.images_per_step:.1f} img/s  {format_duration(remaining)} left')
+        rate = (done - self.first) / max(now - self.started, 1e-9)
+        remaining = (self.total - done) / rate if rate > 0 else 0.0
+        line = (f'{self.label}{done}/{self.total}{self.counted}  {details + "  " if details else ""}'
+                f'{rate * self.per_count:.1f} {self.unit}/s  {format_duration(remaining)} left')
         if self.live:
             self.stream.write(f'\r{line}\033[K')
             self.showing = True
-            if step >= self.last_step:
+            if done >= self.total:
                 self.end_line()
         else:
             self.stream.write(line + '\n')

@@ -9,7 +9,6 @@ is the exact convention-v1 render of the same face in the subject's neutral fram
                                   # (checkpoints/remove); writes results/scan_benchmark.json
     python scan_benchmark.py --checkpoint PATH --output FILE.json
 """
-import argparse
 import itertools
 import json
 import os
@@ -20,6 +19,7 @@ import time
 
 import numpy as np
 
+from command_line import OneLineErrorParser, whole_number
 from depth_png import read_depth_png, write_depth_png
 from face_model import load_face_model
 from make_dataset import DEFAULT_FACE_MODEL, PROTOTYPES, REPOSITORY, prototype_weights, render_depth_mm, rotated_about
@@ -199,10 +199,10 @@ def averages(errors):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Measure --mode prepare on synthetic scans over the promised '
+    parser = OneLineErrorParser(description='Measure --mode prepare on synthetic scans over the promised '
                                                  'pose ranges, and the whole path scan -> prepare -> infer.')
     parser.add_argument('--checkpoint', help='the model infer uses (default: the shipped one, checkpoints/remove)')
-    parser.add_argument('--seed', type=int, default=2026, help='seed of identities, expressions, shifts and defects')
+    parser.add_argument('--seed', type=whole_number(0), default=2026, help='seed of identities, expressions, shifts and defects')
     parser.add_argument('--output', default=os.path.join(REPOSITORY, 'results', 'scan_benchmark.json'),
                         help='write every number here as JSON')
     args = parser.parse_args(argv)

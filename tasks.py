@@ -4,6 +4,7 @@
 `segment` (the original network's task, to reproduce its result): a grey face photograph of LFW Part Labels
 in, the probability that each pixel is face out.
 """
+import dataclasses
 import math
 
 import numpy as np
@@ -14,6 +15,16 @@ import lfw_parts
 from depth_dataset import DataError, Dataset
 from depth_png import FULL_SCALE_MM, mm_to_network, network_to_mm
 from plotting import thresholded
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """Where a task's data come from (the command line resolves it once)."""
+    folder: str                     # remove: inputs/ and targets/ of each split; segment: LFW Part Labels
+    targets: str = None             # segment: the folder of the masks
+    generated_dir: str = None       # remove: the cache of generated identities
+    generated_subjects: int = 0     # remove: generated identities that join the committed training split
+    gallery_subjects: int = 0       # remove: generated identities of the recognition gallery (0 = none)
 
 
 def masked_mean(tf, values, weight):
@@ -32,27 +43,27 @@ class RemovalTask:
     report_files = ('report.md', 'report.png')
 
     @staticmethod
-    def load(args, split):
-        return Dataset.load(args.data, split)
+    def load(data, split):
+        return Dataset.load(data.folder, split)
 
     # Recognition probes of each gallery subject: the six prototypes at full intensity and two random mixtures
     # (the realistic case). With its neutral face, 9 of the subject's 27 renders: model and distances stay fast.
     GALLERY_PROBES = ('HA04', 'SA04', 'SU04', 'FE04', 'AN04', 'DI04', 'MX01', 'MX02')
 
-    def load_gallery(self, args):
+    def load_gallery(self, data):
         """The recognition gallery of generated identities (neutral faces and probes), or None without one."""
-        if not args.gallery_subjects:
+        if not data.gallery_subjects:
             return None
-        folder = generated_data.ensure_gallery(args.generated_dir, args.gallery_subjects)
+        folder = generated_data.ensure_gallery(data.generated_dir, data.gallery_subjects)
         chosen = {f'{code_level}.png' for code_level in ('NE00',) + self.GALLERY_PROBES}
         return Dataset.load(folder, 'train', select=lambda name: name[5:] in chosen)
 
-    def load_training(self, args):
-        """The committed training split, joined by --generated-subjects generated identities (made if not cached)."""
-        committed = self.load(args, 'train')
-        if not args.generated_subjects:
+    def load_training(self, data):
+        """The committed training split, joined by the generated identities (made if not cached)."""
+        committed = self.load(data, 'train')
+        if not data.generated_subjects:
             return committed
-        folder = generated_data.ensure_training_identities(args.generated_dir, args.generated_subjects)
+        folder = generated_data.ensure_training_identities(data.generated_dir, data.generated_subjects)
         return Dataset.joined([committed, Dataset.load(folder, 'train')])
 
     @staticmethod
@@ -87,40 +98,42 @@ class RemovalTask:
         return f'valid RMSE {score:.3f} mm'
 
     @staticmethod
-    def thresholded(outputs, args):
-        """Outputs with the background (below --threshold-mm) set to 0: a clean face silhouette."""
-        return thresholded(outputs, mm_to_network(args.threshold_mm))
+    def thresholded(outputs, threshold_mm):
+        """Outputs with the background (below threshold_mm) set to 0: a clean face silhouette."""
+        return thresholded(outputs, mm_to_network(threshold_mm))
 
-    def evaluate(self, args, test_set, outputs, checkpoint, say, gallery=None, gallery_outputs=None):
+    def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, threshold_mm, gallery=None,
+                 gallery_outputs=None):
         """test_metrics.json: the model beside the baselines, per expression and level, and recognition (on the
-        test split, and on the generated gallery when there is one). say(text) tells what it is doing, as each
-        part takes seconds."""
+        test split, and on the generated gallery when there is one); the report goes into report_dir. say(text)
+        tells what it is doing, as each part takes seconds."""
         inputs_mm, targets_mm = (network_to_mm(test_set.inputs[..., 0]), network_to_mm(test_set.targets[..., 0]))
         outputs_mm = network_to_mm(outputs[..., 0])
         say("the model's errors and MS-SSIM")
         model = evaluation.summarise(evaluation.per_image_metrics(outputs_mm, targets_mm), test_set.names)
         metrics = {key: value for key, value in model.items() if key != 'n'}
         metrics.update(n_images=model['n'], checkpoint=evaluation.recorded_path(checkpoint),
-                       data=evaluation.recorded_path(args.data),
+                       data=evaluation.recorded_path(data.folder),
                        ms_ssim_filter_size=evaluation.MS_SSIM_FILTER_SIZE)
         say("the baselines (identity; mean face and linear, fitted on the training split)")
-        metrics.update(self._baselines(args, inputs_mm, targets_mm, test_set.names))
+        metrics.update(self._baselines(data.folder, inputs_mm, targets_mm, test_set.names))
         say("recognition, raw and neutralised")
         metrics['recognition'] = self._recognition(test_set.names, inputs_mm, targets_mm,
-                                                   network_to_mm(self.thresholded(outputs, args)[..., 0]))
+                                                   network_to_mm(self.thresholded(outputs, threshold_mm)[..., 0]))
         if gallery is not None:
-            say(f"recognition on the gallery of {args.gallery_subjects} generated identities")
-            metrics['recognition_gallery'] = self._gallery_recognition(args, gallery, gallery_outputs)
+            say(f"recognition on the gallery of {data.gallery_subjects} generated identities")
+            metrics['recognition_gallery'] = self._gallery_recognition(data.gallery_subjects, threshold_mm, gallery,
+                                                                       gallery_outputs)
         say("the report")
-        evaluation.write_report(metrics, args.results_dir, evaluation.mean_abs_error_map(outputs_mm, targets_mm))
+        evaluation.write_report(metrics, report_dir, evaluation.mean_abs_error_map(outputs_mm, targets_mm))
         return metrics
 
     @staticmethod
-    def _baselines(args, inputs_mm, targets_mm, names):
-        """The identity baseline always; the mean face and the linear map need the training split."""
+    def _baselines(folder, inputs_mm, targets_mm, names):
+        """The identity baseline always; the mean face and the linear map need the training split of folder."""
         blocks = {'identity': evaluation.per_image_metrics(inputs_mm, targets_mm)}
         try:
-            train = Dataset.load(args.data, 'train')
+            train = Dataset.load(folder, 'train')
         except DataError as error:
             note = f'mean_face and linear need the training split: {error}'
         else:
@@ -157,15 +170,15 @@ class RemovalTask:
                 'neutralised': {key: result['neutralised'][key] for key in ('rank1', 'eer')},
                 'distance': result['raw']['distance'], 'n_gallery': len(gallery_ids), 'n_probes': len(probes)}
 
-    def _gallery_recognition(self, args, gallery, outputs):
+    def _gallery_recognition(self, subjects, threshold_mm, gallery, outputs):
         """Recognition on the generated gallery, and the RMSE per expression of its probes (unseen identities)."""
         inputs_mm, targets_mm = network_to_mm(gallery.inputs[..., 0]), network_to_mm(gallery.targets[..., 0])
         block = self._recognition(gallery.names, inputs_mm, targets_mm,
-                                  network_to_mm(self.thresholded(outputs, args)[..., 0]))
+                                  network_to_mm(self.thresholded(outputs, threshold_mm)[..., 0]))
         rmse = {method: evaluation.summarise({'rmse_mm': evaluation.per_image_face_rmse(images, targets_mm)},
                                              gallery.names)['per_expression']
                 for method, images in (('model', network_to_mm(outputs[..., 0])), ('identity', inputs_mm))}
-        block.update(subjects=args.gallery_subjects, seed=generated_data.GALLERY_SEED,
+        block.update(subjects=subjects, seed=generated_data.GALLERY_SEED,
                      probes=f"per subject: {', '.join(self.GALLERY_PROBES)}; gallery: the NE00 targets",
                      rmse_mm_per_expression={method: {code: group['rmse_mm'] for code, group in groups.items()}
                                              for method, groups in rmse.items()})
@@ -194,14 +207,14 @@ class SegmentationTask:
     THRESHOLD = 0.5
 
     @staticmethod
-    def load(args, split):
-        return lfw_parts.load(args.data, split, args.targets)
+    def load(data, split):
+        return lfw_parts.load(data.folder, split, data.targets)
 
-    def load_training(self, args):
-        return self.load(args, 'train')
+    def load_training(self, data):
+        return self.load(data, 'train')
 
     @staticmethod
-    def load_gallery(args):
+    def load_gallery(data):
         return None  # recognition is the depth task's
 
     @staticmethod
@@ -225,12 +238,13 @@ class SegmentationTask:
     def format_score(score):
         return f'valid accuracy {100 - score:.2f} %' if math.isfinite(score) else 'no valid accuracy yet'
 
-    def thresholded(self, outputs, args):
+    def thresholded(self, outputs, threshold_mm):
         """The predicted mask: probability >= 0.5 is face, as in the original's figure."""
         return (outputs >= self.THRESHOLD).astype(np.float32)
 
-    def evaluate(self, args, test_set, outputs, checkpoint, say, gallery=None, gallery_outputs=None):
-        """test_metrics.json: per-pixel accuracy and mean IoU of the two classes, in percent."""
+    def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, threshold_mm, gallery=None,
+                 gallery_outputs=None):
+        """test_metrics.json: per-pixel accuracy and mean IoU of the two classes, in percent (no report)."""
         say("accuracy and IoU")
         iou_background, iou_face = evaluation.iou_per_class(outputs, test_set.targets, self.THRESHOLD)
         percent = lambda fraction: 100 * fraction
@@ -243,8 +257,8 @@ class SegmentationTask:
             'all_background_accuracy': percent(1 - float(np.mean(test_set.targets >= 0.5))),
             'units': 'percent; IoU over all test pixels pooled; output >= 0.5 is face',
             'n_images': len(test_set), 'checkpoint': evaluation.recorded_path(checkpoint),
-            'data': evaluation.recorded_path(args.data), 'targets': args.targets,
-            'split': dict(lfw_parts.split_sizes(args.data, args.targets),
+            'data': evaluation.recorded_path(data.folder), 'targets': data.targets,
+            'split': dict(lfw_parts.split_sizes(data.folder, data.targets),
                           rule='sorted file names: train first 70 %, valid next 15 % (both rounded down), '
                                'test the rest'),
         }

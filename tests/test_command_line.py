@@ -98,9 +98,9 @@ def test_test_mode_metrics_match_a_numpy_recomputation(trained, tmp_path):
     import convworking
     from depth_dataset import Dataset
     from depth_png import network_to_mm
-    args = convworking.parse_args(['--mode', 'test', '--checkpoint-dir', str(checkpoints)])
+    options = convworking.parse_args(['--mode', 'test', '--checkpoint-dir', str(checkpoints)])
     convworking.tf.compat.v1.disable_eager_execution()
-    session, network, prefix = convworking.restore_for_inference(args)
+    session, network, prefix = convworking.restore_for_inference(options)
     test_set = Dataset.load(data, 'test')
     with session:
         outputs = network_to_mm(session.run(network.output, {network.inputs: test_set.inputs}))

@@ -64,9 +64,9 @@ def test_generated_identities_are_disjoint_from_the_committed_subjects(two_gener
 
 
 def test_zero_generated_subjects_is_the_committed_training_split_only(tiny_data, tmp_path):
-    args = convworking.parse_args(['--mode', 'train', '--data', tiny_data, '--generated-subjects', '0',
+    options = convworking.parse_args(['--mode', 'train', '--data', tiny_data, '--generated-subjects', '0',
                                    '--generated-dir', str(tmp_path / 'cache')])
-    training = TASKS['remove'].load_training(args)
+    training = TASKS['remove'].load_training(options.data_source())
     committed = Dataset.load(tiny_data, 'train')
     assert training.names == committed.names
     np.testing.assert_array_equal(training.inputs, committed.inputs)
@@ -76,9 +76,9 @@ def test_zero_generated_subjects_is_the_committed_training_split_only(tiny_data,
 
 def test_generated_subjects_join_the_committed_training_split(tiny_data, two_generated):
     root, folder = two_generated
-    args = convworking.parse_args(['--mode', 'train', '--data', tiny_data, '--generated-subjects', '2',
+    options = convworking.parse_args(['--mode', 'train', '--data', tiny_data, '--generated-subjects', '2',
                                    '--generated-dir', str(root)])
-    training = TASKS['remove'].load_training(args)
+    training = TASKS['remove'].load_training(options.data_source())
     committed, generated = Dataset.load(tiny_data, 'train'), Dataset.load(folder, 'train')
     assert len(training) == len(committed) + len(generated)
     np.testing.assert_array_equal(training.inputs[len(committed):], generated.inputs)

@@ -1,5 +1,4 @@
 """infer and export on a tiny checkpoint trained once for this module (see conftest.TINY_NETWORK)."""
-import argparse
 import json
 import os
 import subprocess
@@ -161,11 +160,10 @@ def test_infer_refusals(scans, tmp_path, case):
         'missing_input_path': ((tmp_path / 'nowhere', tmp_path / 'out'), 'nowhere: not found'),
         'folder_without_png': ((tmp_path / 'empty', tmp_path / 'out'), 'holds no .png images'),
     }[case]
-    args = argparse.Namespace(input=str(given[0]), output=str(given[1]), resize=False, batch_size=4,
-                              threshold_mm=THRESHOLD_MM)
     before = sorted(os.listdir(scans))
     with pytest.raises((DataError, DepthImageError), match=message):
-        inference.neutralise_files(None, None, args)
+        inference.neutralise_files(None, None, str(given[0]), str(given[1]), resize=False, batch_size=4,
+                                   threshold_mm=THRESHOLD_MM)
     assert sorted(os.listdir(scans)) == before
     assert not os.path.exists(tmp_path / 'out')
 
@@ -266,9 +264,9 @@ def test_exported_forms_reproduce_the_checkpoint_without_the_projects_code(check
 
 
 def test_export_refuses_to_overwrite(checkpoint, exported):
-    args = argparse.Namespace(output=str(exported[0]))
     with pytest.raises(DataError, match='already exists; export never overwrites'):
-        inference.export_model(None, None, checkpoint[0], args)
+        inference.export_model(None, None, checkpoint[0], str(exported[0]), threshold_mm=THRESHOLD_MM,
+                               bfloat16=False, test_rmse_mm=None)
 
 
 def test_test_rmse_is_taken_only_for_the_same_checkpoint_and_data(tmp_path):

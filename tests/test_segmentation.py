@@ -184,9 +184,9 @@ def test_train_then_test_writes_metrics_that_match_numpy(lfw_data, tmp_path):
     assert metrics['split'] == dict(train=14, valid=3, test=3, rule=metrics['split']['rule'])
 
     import convworking
-    args = convworking.parse_args(['--mode', 'test', '--task', 'segment', '--checkpoint-dir', str(checkpoints)])
+    options = convworking.parse_args(['--mode', 'test', '--task', 'segment', '--checkpoint-dir', str(checkpoints)])
     convworking.tf.compat.v1.disable_eager_execution()   # as main() does (and test_command_line.py)
-    session, network, prefix = convworking.restore_for_inference(args)
+    session, network, prefix = convworking.restore_for_inference(options)
     test_set = lfw_parts.load(lfw_data, 'test')
     with session:
         outputs = session.run(network.output, {network.inputs: test_set.inputs})
