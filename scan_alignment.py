@@ -5,11 +5,10 @@ The steps, each a function below:
   2. a coarse start: the nose as the most prominent point seen from the front (+z of the scan);
   3. registration against the face model (face_model.py): first rigid, on the upper face (forehead, eyes,
      nose), which expressions move little, from a grid of starting turns, briefly on a few points, then in
-     full from the best; then with the identity there; then rigid together with the model's identity and
-     expression weights (expression
-     weights kept within 0..1, as the model's blend shapes are meant), so that neither the subject's own
-     shape nor the expression biases the pose. The fitted neutral face (identity only) gives the nose tip
-     the convention frames the image on;
+     full from the best; then with the identity, on the points expressions move least; then together with
+     the identity and expression weights on the whole face (expression weights kept within 0..1, as the
+     model's blend shapes are meant), so that neither the subject's own shape nor the expression biases the
+     pose. The fitted neutral face (identity only) gives the nose tip the convention frames the image on;
   4. a crop to what lies near the fitted face (hair, shoulders, background go);
   5. rendering: a mesh with the project's z-buffer rasteriser, a point cloud by splatting; small holes filled.
 
@@ -33,13 +32,17 @@ CROP_MM = 8.0  # scan points farther than this from the fitted face are hair, sh
 # short trial on a few points; only the best is refined in full (a trial costs a tenth of a full refinement).
 START_TURNS_DEG = tuple((yaw, pitch) for yaw in (-20, 0, 20) for pitch in (-12, 0, 12))
 TRIAL_POINTS, TRIAL_ITERATIONS = 300, 12
-# Then the pose with the identity alone on the upper face, then the pose with identity and expression on the
-# whole face: the rigid pose against the mean face is a few degrees off (faces differ), and a full fit from there
-# let expression weights make up for the turn (4 of 27 synthetic scans at 0.5 to 1.4 mm median height error).
+# Then the pose with the identity alone on the steady points (those no expression shape moves STEADY_MM or
+# more: forehead, nose), then the pose with identity and expression on the whole face: the rigid pose against
+# the mean face is a few degrees off (faces differ), and a full fit from there let expression weights make up
+# for the turn (4 of 27 synthetic scans at 0.5 to 1.4 mm median height error); on the upper face the identity
+# took brows lowered by anger for the subject's own.
 RIGID_ITERATIONS, IDENTITY_ITERATIONS, SHAPE_ITERATIONS = 25, 20, 40
-NOSE_RADIUS_MM = 25.0
 STEADY_MM = 3.0
-INLIER_FACTOR = 3.0
+NOSE_RADIUS_MM = 25.0
+# Matches farther than this many times the median match distance are left out (and never below 1 mm): hair
+# and the rims of holes; 3 left a scanner's scan of a smiling face at 0.54 mm, 2 at 0.40 mm.
+OUTLIER_FACTOR = 2.0
 # A scan is a face when the rigid upper face of the model finds it near this share of its points (faces:
 # 0.74 to 1, turned ones the least; a ball of a head's size: 0.55), and the whole model then fits it this closely.
 FACE_INLIER_FRACTION = 0.65
@@ -90,7 +93,7 @@ class FaceTemplate:
     sample: np.ndarray  # indices of the vertices the registration matches: seen from the front, in the image
     upper: np.ndarray  # the part of `sample` on the upper face (forehead, eyes, nose)
     normals: np.ndarray  # (len(sample), 3) unit normals of the mean face at `sample`
-    steady: np.ndarray
+    steady: np.ndarray  # the part of `sample` that no expression shape moves by STEADY_MM or more
 
     def face(self, weights):
         """(V, 3) the model face with these identity-then-expression weights."""
@@ -114,8 +117,8 @@ def face_template(model: FaceModel, seed=0):
     near_nose = seen[np.linalg.norm(mean[seen] - mean[model.nose_tip], axis=1) < NOSE_RADIUS_MM]
     sample = np.concatenate([sample, np.setdiff1d(near_nose, sample)])
     normals = vertex_normals(mean, model.triangles)[sample]
-    motion = np.linalg.norm(modes[len(model.identity_modes):, sample], axis=2).max(axis=0)
-    steady = sample[motion < (STEADY_MM or 1)]
+    motion = np.linalg.norm(modes[len(model.identity_modes):, sample], axis=2).max(axis=0)  # by any expression
+    steady = sample[motion < STEADY_MM]
     return FaceTemplate(mean, modes, len(model.identity_modes), model.triangles, model.nose_tip, sample, upper,
                         normals, steady)
 
@@ -237,7 +240,7 @@ def register(points, template: FaceTemplate):
     if best.inlier_fraction < FACE_INLIER_FRACTION:  # no nose, eyes and forehead where a face has them
         raise ScanError(f"does not look like a face (the upper face of the face model finds the scan near only "
                         f"{100 * best.inlier_fraction:.0f} % of its points)")
-    best = _refine(best, template, nearest, template.steady if STEADY_MM else template.upper, fit_shape=True, iterations=IDENTITY_ITERATIONS,
+    best = _refine(best, template, nearest, template.steady, fit_shape=True, iterations=IDENTITY_ITERATIONS,
                    with_expression=False)
     return _refine(best, template, nearest, template.sample, fit_shape=True, iterations=SHAPE_ITERATIONS)
 
@@ -252,7 +255,7 @@ def _refine(registration, template, nearest, vertices, fit_shape, iterations, wi
     centre = template.mean[template.nose_tip]
     for iteration in range(iterations):
         target, matched, distance = _matches(template.mean[vertices], modes, weights, nearest, rotation, translation)
-        limit = max(20.0 * 0.8 ** iteration, INLIER_FACTOR * np.median(distance), 1.0)
+        limit = max(20.0 * 0.8 ** iteration, OUTLIER_FACTOR * np.median(distance), 1.0)
         inlier = distance < limit
         if inlier.sum() < 20:
             break

@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 
-import depth_png
 import evaluation
 
 SIZE = 128
