@@ -10,7 +10,8 @@ The steps, each a function below:
      model's blend shapes are meant), so that neither the subject's own shape nor the expression biases the
      pose. The fitted neutral face (identity only) gives the nose tip the convention frames the image on;
   4. a crop to what lies near the fitted face (hair, shoulders, background go);
-  5. rendering: a mesh with the project's z-buffer rasteriser, a point cloud by splatting; small holes filled.
+  5. rendering: a mesh with the project's z-buffer rasteriser, a point cloud by splatting (a plane fitted at
+     each pixel); then the image is cut to the fitted face's outline and its gaps filled from the fitted face.
 
 Nearest neighbours come from OpenCV's FLANN k-d trees (OpenCV is a dependency already); numpy does the rest.
 """
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 
 from face_model import MM_PER_MODEL_UNIT, FaceModel
-from make_dataset import IMAGE_SIZE, PIXEL_PITCH_MM, image_frame, render_depth_mm, rotated_about
+from make_dataset import IMAGE_SIZE, image_frame, render_depth_mm, rotated_about
 
 MM_PER_UNIT = {'mm': 1.0, 'cm': 10.0, 'm': 1000.0}
 TYPICAL_SCAN_SIZE_MM = 250.0  # a face, perhaps with some hair and neck: the size the units are judged by
@@ -58,7 +59,6 @@ FACE_RESIDUAL_MM = 2.0
 RIDGE_IDENTITY_MM2 = 0.5
 RIDGE_EXPRESSION_MM2 = 0.1
 RIDGE_START_FACTOR, RIDGE_RELAXATION = 100.0, 0.8
-MAX_HOLE_MM2 = 600.0  # holes in the depth image up to this area are filled; larger ones are left as they are
 SPLAT_FRONT_MM = 3.0  # points of a pixel this far behind its front-most point belong to a hidden surface
 
 
@@ -359,7 +359,9 @@ def prepare_scan(scan, template: FaceTemplate, units=None):
     else:
         triangles = scan.triangles[kept[scan.triangles].all(axis=1)]
         depth = render_depth_mm(framed, np.zeros(3), triangles)
-    return PreparedScan(fill_small_holes(depth), units, points, framed, kept, registration)
+    fitted = render_depth_mm(template.face(registration.weights), nose_tip, template.triangles)
+    depth = completed_by_fitted_face(depth, fitted)
+    return PreparedScan(depth, units, points, framed, kept, registration)
 
 
 def near_face(points, face, distance_mm=CROP_MM):
@@ -370,27 +372,47 @@ def near_face(points, face, distance_mm=CROP_MM):
 
 
 def splat_depth_mm(framed):
-    """A depth image of a point cloud: each pixel the mean height of its points on the front-most surface."""
+    """A depth image of a point cloud: at each pixel centre, the height of a plane fitted (least squares) to the
+    front-most surface's points of the pixel and its eight neighbours. A mean of the pixel's own points sits
+    up to half a pixel's rise low on a slope (the sides of the nose, the jaw); the plane does not."""
     column, row, height = image_frame(framed, np.zeros(3)).T
-    column, row = np.round(column).astype(int), np.round(row).astype(int)
-    keep = (column >= 0) & (column < IMAGE_SIZE) & (row >= 0) & (row < IMAGE_SIZE) & (height > 0)
-    pixel, height = row[keep] * IMAGE_SIZE + column[keep], height[keep]
-    front = np.zeros(IMAGE_SIZE * IMAGE_SIZE)
-    np.maximum.at(front, pixel, height)
-    visible = height > front[pixel] - SPLAT_FRONT_MM
-    total = np.bincount(pixel[visible], height[visible], IMAGE_SIZE * IMAGE_SIZE)
-    count = np.bincount(pixel[visible], minlength=IMAGE_SIZE * IMAGE_SIZE)
-    return (total / np.maximum(count, 1)).reshape(IMAGE_SIZE, IMAGE_SIZE)
+    pixel_column, pixel_row = np.round(column).astype(int), np.round(row).astype(int)
+    keep = ((pixel_column >= 0) & (pixel_column < IMAGE_SIZE) & (pixel_row >= 0) & (pixel_row < IMAGE_SIZE)
+            & (height > 0))
+    column, row, height = column[keep], row[keep], height[keep]
+    pixel_column, pixel_row = pixel_column[keep], pixel_row[keep]
+    pixels = IMAGE_SIZE * IMAGE_SIZE
+    front = np.zeros(pixels)
+    np.maximum.at(front, pixel_row * IMAGE_SIZE + pixel_column, height)
+    visible = height > front[pixel_row * IMAGE_SIZE + pixel_column] - SPLAT_FRONT_MM
+    column, row, height = column[visible], row[visible], height[visible]
+    pixel_column, pixel_row = pixel_column[visible], pixel_row[visible]
+    sums = np.zeros((pixels, 3, 4))  # per pixel: [1, dx, dy]^T [1, dx, dy, z], summed over its points
+    for shift_row in (-1, 0, 1):
+        for shift_column in (-1, 0, 1):
+            target_row, target_column = pixel_row + shift_row, pixel_column + shift_column
+            inside = (target_row >= 0) & (target_row < IMAGE_SIZE) & (target_column >= 0) & (target_column < IMAGE_SIZE)
+            # Only points of the target pixel's own front surface: a neighbour on the far side of an edge is not.
+            target = target_row * IMAGE_SIZE + target_column
+            inside[inside] &= height[inside] > front[target[inside]] - SPLAT_FRONT_MM
+            terms = np.stack([np.ones(inside.sum()), column[inside] - target_column[inside],
+                              row[inside] - target_row[inside]], axis=1)
+            values = np.concatenate([terms, height[inside, None]], axis=1)
+            np.add.at(sums, target[inside], terms[:, :, None] * values[:, None, :])
+    depth = np.zeros(pixels)
+    counted = (sums[:, 0, 0] > 0) & (front > 0)
+    mean = sums[counted, 0, 3] / sums[counted, 0, 0]
+    matrix, right = sums[counted, :, :3], sums[counted, :, 3]
+    solvable = np.abs(np.linalg.det(matrix)) > 1e-3  # points spread over the patch, not on a line
+    plane = mean.copy()
+    plane[solvable] = np.linalg.solve(matrix[solvable], right[solvable][:, :, None])[:, 0, 0]
+    depth[counted] = plane
+    return depth.reshape(IMAGE_SIZE, IMAGE_SIZE)
 
 
-def fill_small_holes(depth_mm, max_hole_mm2=MAX_HOLE_MM2):
-    """Background areas enclosed by the face and no larger than max_hole_mm2, filled from their rims."""
-    background = (depth_mm <= 0).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=4)
-    left, top, width, height, area = stats.T
-    enclosed = (left > 0) & (top > 0) & (left + width < IMAGE_SIZE) & (top + height < IMAGE_SIZE)
-    small = enclosed & (area * PIXEL_PITCH_MM ** 2 <= max_hole_mm2)
-    holes = small[labels] & (background > 0)
-    if not holes.any():
-        return depth_mm
-    return cv2.inpaint(depth_mm.astype(np.float32), holes.astype(np.uint8), 3, cv2.INPAINT_TELEA).astype(np.float64)
+def completed_by_fitted_face(depth_mm, fitted_mm):
+    """The scan's depth image within the fitted face's outline, its gaps (holes, what the scanner did not see)
+    taken from the fitted face. The network was trained on complete faces with the model's outline: on the 27
+    synthetic scans of scan_benchmark.py, --mode infer's RMSE fell from 2.17 mm (holes up to 600 mm^2
+    inpainted, the rest left empty) to 2.00 mm, and to 1.89 mm with the plane-fitted splats."""
+    return np.where(fitted_mm <= 0, 0.0, np.where(depth_mm <= 0, fitted_mm, depth_mm))
