@@ -8,10 +8,12 @@ is the exact convention-v1 render of the same face in the subject's neutral fram
     python scan_benchmark.py      # the full pose grid, then prepare -> infer with the shipped model
                                   # (checkpoints/remove); writes results/scan_benchmark.json
     python scan_benchmark.py --checkpoint PATH --output FILE.json
+    python scan_benchmark.py --preview results/prepare_preview.png   # also the README's picture of a preview
 """
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,8 +25,11 @@ from command_line import OneLineErrorParser, whole_number
 from depth_png import read_depth_png, write_depth_png
 from face_model import load_face_model
 from make_dataset import DEFAULT_FACE_MODEL, PROTOTYPES, REPOSITORY, prototype_weights, render_depth_mm, rotated_about
-from mesh_io import Scan
+from mesh_io import Scan, write_ply
+from plotting import PREVIEW_FOLDER
+from prepare_scans import prepare_files
 from rasterise import rasterise_depth
+from safe_files import write_strict_json
 from scan_alignment import MM_PER_UNIT, ScanError, face_template, prepare_scan
 
 HEIGHT_ERROR_BOUND_MM = 0.5  # the issue's bound on the median height error over the face
@@ -198,6 +203,19 @@ def averages(errors):
             for source in ('model', 'identity') for name, statistic in (('mean', np.mean), ('median', np.median))}
 
 
+def write_preview(model, path, seed=42):
+    """The README's picture: --mode prepare's preview of a two-view scan (in metres, with hair and shoulders) of
+    a surprised new identity turned 20 degrees."""
+    rng = np.random.default_rng(seed)
+    neutral, face = new_subject(model, rng, 'SU')
+    scan = synthetic_scan(model, neutral, face, rng, 'scanner', 'm', dict(yaw=20))
+    with tempfile.TemporaryDirectory() as folder:
+        scan_path, prepared = os.path.join(folder, 'surprised.ply'), os.path.join(folder, 'prepared')
+        write_ply(scan_path, scan.vertices, scan.triangles)
+        prepare_files(scan_path, prepared, 'auto')
+        shutil.copyfile(os.path.join(prepared, PREVIEW_FOLDER, 'surprised.png'), path)
+
+
 def main(argv=None):
     parser = OneLineErrorParser(description='Measure --mode prepare on synthetic scans over the promised '
                                                  'pose ranges, and the whole path scan -> prepare -> infer.')
@@ -205,8 +223,11 @@ def main(argv=None):
     parser.add_argument('--seed', type=whole_number(0), default=2026, help='seed of identities, expressions, shifts and defects')
     parser.add_argument('--output', default=os.path.join(REPOSITORY, 'results', 'scan_benchmark.json'),
                         help='write every number here as JSON')
+    parser.add_argument('--preview', metavar='FILE.png', help="also write the README's picture of a preview here")
     args = parser.parse_args(argv)
     model = load_face_model(DEFAULT_FACE_MODEL)
+    if args.preview:
+        write_preview(model, args.preview)
     with tempfile.TemporaryDirectory() as folder:
         rows = measure_prepare(model, folder, args.seed)
         path = {inputs: neutralisation_rmse(folder, inputs, args.checkpoint) for inputs in ('prepared', 'exact')}
@@ -224,8 +245,7 @@ def main(argv=None):
                'seconds_per_scan_of_40k_vertices_or_more': float(np.median(big)) if big else None,
                'infer_on_prepared': averages(path['prepared']), 'infer_on_exact_renders': averages(path['exact']),
                'checkpoint': args.checkpoint or 'checkpoints/remove'}
-    with open(args.output, 'w') as file:
-        json.dump({'summary': summary, 'scans': rows}, file, indent=1)
+    write_strict_json(args.output, {'summary': summary, 'scans': rows})
     print(json.dumps(summary, indent=1))
 
 

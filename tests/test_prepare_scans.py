@@ -7,7 +7,8 @@ import pytest
 from conftest import assert_one_line_error, run_program
 from depth_png import read_depth_png
 from face_model import load_face_model
-from make_dataset import DEFAULT_FACE_MODEL
+from depth_dataset import IMAGE_SIZE, PIXEL_PITCH_MM
+from make_dataset import BACK_PLANE_MM, DEFAULT_FACE_MODEL, IMAGE_CENTRE
 from mesh_io import MeshError, read_scan, write_obj, write_ply
 import safe_files
 import scan_alignment
@@ -74,6 +75,36 @@ def test_a_turned_shifted_scan_comes_out_as_the_exact_render(model, template, ex
     assert prepared.depth_mm.shape == (128, 128)
     error, coverage = scan_benchmark.height_error_and_coverage(prepared.depth_mm, exact)
     assert error <= MEDIAN_HEIGHT_ERROR_MM and coverage >= 0.9, (error, coverage)
+
+
+def test_a_splatted_sloped_plane_has_the_plane_height_at_every_pixel_centre():
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(-60, 60, (2, 30000))
+    height = lambda x, y: 0.6 * x - 0.3 * y  # a slope of 31 degrees: a pixel's points span 1.3 mm of height
+    depth = scan_alignment.splat_depth_mm(np.column_stack([x, y, height(x, y)]))
+    column, row = np.meshgrid(np.arange(IMAGE_SIZE), np.arange(IMAGE_SIZE))
+    expected = BACK_PLANE_MM + height((column - IMAGE_CENTRE) * PIXEL_PITCH_MM, (IMAGE_CENTRE - row) * PIXEL_PITCH_MM)
+    covered = depth > 0
+    assert covered[IMAGE_SIZE // 4:-IMAGE_SIZE // 4, IMAGE_SIZE // 4:-IMAGE_SIZE // 4].all()
+    np.testing.assert_allclose(depth[covered], expected[covered], atol=1e-6)
+
+
+def test_a_large_hole_is_filled_from_the_fitted_face(model, template):
+    rng = np.random.default_rng(5)
+    neutral, face = scan_benchmark.new_subject(model, rng)
+    cheek = neutral[model.nose_tip] + np.array([-40.0, -10.0, -25.0])
+    nearest = np.argmin(np.linalg.norm(neutral - cheek, axis=1))
+    kept = np.linalg.norm(face - face[nearest], axis=1) > 15.0  # a hole of about 700 mm^2 on the cheek
+    new_index = np.cumsum(kept) - 1
+    scan = scan_benchmark.Scan(face[kept], new_index[model.triangles[kept[model.triangles].all(axis=1)]])
+    exact = scan_benchmark.exact_depth_mm(model, neutral, face)
+    prepared = scan_alignment.prepare_scan(scan, template, units='mm')
+    hole = (exact > 0) & (scan_alignment.render_depth_mm(scan.vertices, neutral[model.nose_tip], scan.triangles) <= 0)
+    assert hole.sum() * PIXEL_PITCH_MM ** 2 > 600
+    assert (prepared.depth_mm[hole] > 0).all()
+    assert np.median(np.abs(prepared.depth_mm - exact)[hole]) < 0.5
+    outline = prepared.depth_mm > 0
+    assert ((exact > 0) != outline).mean() < 0.005  # the fitted face's outline is the face's
 
 
 def test_too_few_points_and_no_face_are_refused(model, template):
