@@ -215,7 +215,7 @@ def nearest_neighbour_index(points):
     return cv2.flann_Index(points.astype(np.float32), dict(algorithm=FLANN_SINGLE_KD_TREE, leaf_max_size=10))
 
 
-def nearest(index, queries):
+def nearest_indexed(index, queries):
     """(indices, squared distances) of the nearest indexed point to each query."""
     found, squared = index.knnSearch(queries.astype(np.float32), 1, params=dict(checks=-1))
     return found[:, 0], squared[:, 0]
@@ -229,7 +229,7 @@ class NearestScanPoint:
         self.index = nearest_neighbour_index(points)
 
     def __call__(self, queries):
-        return self.points[nearest(self.index, queries)[0]]
+        return self.points[nearest_indexed(self.index, queries)[0]]
 
 
 def register(points, template: FaceTemplate):
@@ -384,7 +384,7 @@ def prepare_scan(scan, template: FaceTemplate, units=None):
 
 def near_face(points, face, distance_mm=CROP_MM):
     """Which points lie within distance_mm of a vertex of the fitted face."""
-    return nearest(nearest_neighbour_index(face), points)[1] < distance_mm ** 2
+    return nearest_indexed(nearest_neighbour_index(face), points)[1] < distance_mm ** 2
 
 
 def splat_depth_mm(framed):
