@@ -107,6 +107,15 @@ def test_a_large_hole_is_filled_from_the_fitted_face(model, template):
     assert ((exact > 0) != outline).mean() < 0.005  # the fitted face's outline is the face's
 
 
+def test_completion_keeps_the_scan_on_the_face_and_takes_the_fitted_face_elsewhere():
+    fitted = np.array([[0.0, 100.0, 100.0, 100.0, 100.0]])
+    scan = np.array([[90.0, 0.0, 101.0, 100.0 + scan_alignment.IN_FRONT_MM + 0.5, 95.0]])
+    # outside the outline: cut; no scan surface: fitted; near the fitted face: the scan; far in front of it
+    # (a bridge over an open mouth): fitted; behind it (into an open mouth): the scan
+    expected = np.array([[0.0, 100.0, 101.0, 100.0, 95.0]])
+    np.testing.assert_array_equal(scan_alignment.completed_by_fitted_face(scan, fitted), expected)
+
+
 def test_too_few_points_and_no_face_are_refused(model, template):
     rng = np.random.default_rng(1)
     few = scan_benchmark.Scan(rng.normal(size=(100, 3)) * 50, np.zeros((0, 3), int))
