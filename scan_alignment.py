@@ -259,13 +259,14 @@ def register(points, template: FaceTemplate):
         raise ScanError(f"does not look like a face (the upper face of the face model finds the scan near only "
                         f"{100 * best.inlier_fraction:.0f} % of its points)")
     best = _refine(best, template, nearest, template.steady, fit_shape=True, iterations=IDENTITY_ITERATIONS,
-                   with_expression=False)
+                   with_expression=False, match_start_mm=IDENTITY_MATCH_START_MM)
     return _refine(best, template, nearest, template.sample, fit_shape=True, iterations=SHAPE_ITERATIONS)
 
 
-def _refine(registration, template, nearest, vertices, fit_shape, iterations, with_expression=True):
+def _refine(registration, template, nearest, vertices, fit_shape, iterations, with_expression=True,
+            match_start_mm=MATCH_START_MM):
     """Iterate point-to-plane ICP (and, fit_shape, the model weights: identity, and expression unless
-    with_expression is False) from a registration."""
+    with_expression is False) from a registration, matches first taken within match_start_mm."""
     rotation, translation, weights = registration.rotation, registration.translation, registration.weights.copy()
     position = {vertex: i for i, vertex in enumerate(template.sample)}
     normals = template.normals[[position[vertex] for vertex in vertices]]
@@ -273,8 +274,7 @@ def _refine(registration, template, nearest, vertices, fit_shape, iterations, wi
     centre = template.mean[template.nose_tip]
     for iteration in range(iterations):
         target, matched, distance = _matches(template.mean[vertices], modes, weights, nearest, rotation, translation)
-        start = MATCH_START_MM if not fit_shape or with_expression else IDENTITY_MATCH_START_MM
-        limit = max(start * 0.8 ** iteration, OUTLIER_FACTOR * np.median(distance), 1.0)
+        limit = max(match_start_mm * 0.8 ** iteration, OUTLIER_FACTOR * np.median(distance), 1.0)
         inlier = distance < limit
         if inlier.sum() < 20:
             break
@@ -371,14 +371,15 @@ def prepare_scan(scan, template: FaceTemplate, units=None):
                         f"{registration.residual_mm:.1f} mm; --units sets the units)")
     nose_tip = template.neutral_nose_tip(registration.weights)
     in_model = registration.to_model(points)
-    kept = near_face(in_model, template.face(registration.weights))
+    fitted_face = template.face(registration.weights)
+    kept = near_face(in_model, fitted_face)
     framed = in_model - nose_tip
     if scan.is_point_cloud:
         depth = splat_depth_mm(framed[kept])
     else:
         triangles = scan.triangles[kept[scan.triangles].all(axis=1)]
         depth = render_depth_mm(framed, np.zeros(3), triangles)
-    fitted = render_depth_mm(template.face(registration.weights), nose_tip, template.triangles)
+    fitted = render_depth_mm(fitted_face, nose_tip, template.triangles)
     depth = completed_by_fitted_face(depth, fitted)
     return PreparedScan(depth, units, points, framed, kept, registration)
 
