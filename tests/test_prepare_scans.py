@@ -108,11 +108,13 @@ def test_a_large_hole_is_filled_from_the_fitted_face(model, template):
 
 
 def test_completion_keeps_the_scan_on_the_face_and_takes_the_fitted_face_elsewhere():
-    fitted = np.array([[0.0, 100.0, 100.0, 100.0, 100.0]])
-    scan = np.array([[90.0, 0.0, 101.0, 100.0 + scan_alignment.IN_FRONT_MM + 0.5, 95.0]])
+    fitted = np.array([[0.0, 100.0, 100.0, 100.0, 100.0, 100.0]])
+    scan = np.array([[90.0, 0.0, 101.0, 100.0 + scan_alignment.IN_FRONT_MM + 0.5, 95.0,
+                      100.0 - scan_alignment.BEHIND_MM - 0.5]])
     # outside the outline: cut; no scan surface: fitted; near the fitted face: the scan; far in front of it
-    # (a bridge over an open mouth): fitted; behind it (into an open mouth): the scan
-    expected = np.array([[0.0, 100.0, 101.0, 100.0, 95.0]])
+    # (a bridge over an open mouth): fitted; a little behind it (into an open mouth): the scan; far behind it
+    # (the inside of a mesh through a hole): fitted
+    expected = np.array([[0.0, 100.0, 101.0, 100.0, 95.0, 100.0]])
     np.testing.assert_array_equal(scan_alignment.completed_by_fitted_face(scan, fitted), expected)
 
 
