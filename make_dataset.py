@@ -60,6 +60,7 @@ PROTOTYPES = {  # at intensity 1.0
     "DI": {"noseSneer": 1.0, "mouthFrown": 0.7, "mouthLowerDown": 0.7},
 }
 INTENSITIES = (0.25, 0.5, 0.75, 1.0)  # levels 1 to 4
+MIXTURES_PER_SUBJECT = 6  # the committed data's random mixtures per subject (--mixtures-per-subject)
 # Random mixtures: 1 to 4 actions, pairs used on one side only with this probability, weights uniform in
 # [0.3, 1.0]. Eye-gaze shapes (eyeLook*) are left out: they turn the eyeballs and barely change depth.
 MIXTURE_ACTIONS = (1, 4)
@@ -350,7 +351,7 @@ def parse_arguments(argv):
                         help="make N validation subjects (default: 20)")
     parser.add_argument("--test-subjects", type=whole_number(0, 9999), default=20, metavar="N",
                         help="make N test subjects (default: 20)")
-    parser.add_argument("--mixtures-per-subject", type=whole_number(0, 99), default=6, metavar="N",
+    parser.add_argument("--mixtures-per-subject", type=whole_number(0, 99), default=MIXTURES_PER_SUBJECT, metavar="N",
                         help="give each subject N random mixtures of expression shapes besides the neutral "
                              "face and the 24 prototypic expressions (default: 6)")
     parser.add_argument("--seed", type=whole_number(0, 2 ** 63 - 1), default=0, metavar="N",

@@ -1,7 +1,7 @@
 """Synthetic 3D scans with a known answer, and the measurement of --mode prepare (and prepare -> infer) on them.
 
 A synthetic scan is a face of the face model that is not in the committed data (a new identity drawn from
-its own seed), neutral or expressive, seen by a frontal scanner after being turned and shifted, in some
+its own seed), with an expression drawn as the test split has them, seen by a frontal scanner after being turned and shifted, in some
 units, with defects (noise, holes, hair and shoulders, coarse sampling), written as OBJ or PLY. Its answer
 is the exact convention-v1 render of the same face in the subject's neutral frame (make_dataset).
 
@@ -24,7 +24,8 @@ import numpy as np
 from command_line import OneLineErrorParser, whole_number
 from depth_png import read_depth_png, write_depth_png
 from face_model import load_face_model
-from make_dataset import DEFAULT_FACE_MODEL, PROTOTYPES, REPOSITORY, prototype_weights, render_depth_mm, rotated_about
+from make_dataset import (DEFAULT_FACE_MODEL, INTENSITIES, MIXTURES_PER_SUBJECT, PROTOTYPES, REPOSITORY, mixture_actions,
+                          prototype_weights, random_mixture_weights, render_depth_mm, rotated_about)
 from mesh_io import Scan, write_ply
 from plotting import PREVIEW_FOLDER
 from prepare_scans import prepare_files
@@ -35,11 +36,30 @@ from scan_alignment import MM_PER_UNIT, ScanError, face_template, prepare_scan
 HEIGHT_ERROR_BOUND_MM = 0.5  # the issue's bound on the median height error over the face
 
 
-def new_subject(model, rng, expression=None, intensity=1.0):
-    """(neutral face, expressive face) in mm of a new identity; expression a PROTOTYPES code or None."""
+def new_subject(model, rng, expression_weights=None):
+    """(neutral face, expressive face) in mm of a new identity with these expression weights (by shape name)."""
     neutral = model.neutral_face_mm(rng.standard_normal(len(model.identity_modes)))
-    weights = prototype_weights(expression, intensity, model.expression_names) if expression else {}
-    return neutral, model.expressive_face_mm(neutral, weights)
+    return neutral, model.expressive_face_mm(neutral, expression_weights or {})
+
+
+def prototype(model, code, intensity=1.0):
+    """The expression weights of a PROTOTYPES code (None: neutral)."""
+    return prototype_weights(code, intensity, model.expression_names) if code else {}
+
+
+def protocol_expression(model, rng):
+    """(label, expression weights) of one of the test split's renders of a subject, each equally likely: the
+    neutral face (NE00), a prototype at one of its four intensities (e.g. SU04) or a random mixture (MX01..06),
+    so that the scans' expressions are distributed as the test split's."""
+    renders = 1 + len(PROTOTYPES) * len(INTENSITIES) + MIXTURES_PER_SUBJECT
+    choice = int(rng.integers(renders))
+    if choice == 0:
+        return 'NE00', {}
+    if choice > len(PROTOTYPES) * len(INTENSITIES):
+        names = model.expression_names
+        return f'MX{choice - len(PROTOTYPES) * len(INTENSITIES):02d}', random_mixture_weights(rng, mixture_actions(names), names)
+    code, level = list(PROTOTYPES)[(choice - 1) // len(INTENSITIES)], (choice - 1) % len(INTENSITIES) + 1
+    return f'{code}{level:02d}', prototype(model, code, INTENSITIES[level - 1])
 
 
 def exact_depth_mm(model, neutral, face):
@@ -134,7 +154,7 @@ def not_a_face(rng, count=20000):
 # ---------------------------------------------------------------------------------------------- measuring
 
 POSE_GRID = {'yaw': (-25, 0, 25), 'pitch': (-12, 0, 12), 'roll': (-12, 0, 12)}  # degrees: the promised ranges
-KINDS, UNITS, CODES = ('mesh', 'scanner', 'cloud'), ('m', 'cm', 'mm'), (None, *PROTOTYPES)
+KINDS, UNITS = ('mesh', 'scanner', 'cloud'), ('m', 'cm', 'mm')
 
 
 def height_error_and_coverage(depth_mm, exact_mm):
@@ -146,7 +166,7 @@ def height_error_and_coverage(depth_mm, exact_mm):
 
 
 def measure_prepare(model, folder, seed):
-    """Prepare one synthetic scan per pose of POSE_GRID (new identity, expression, kind and units vary);
+    """Prepare one synthetic scan per pose of POSE_GRID (a new identity and expression each; kind and units vary);
     write the prepared images, their exact renders and the neutral targets into folder/{prepared,exact,target}."""
     template = face_template(model)
     rng = np.random.default_rng(seed)
@@ -155,8 +175,9 @@ def measure_prepare(model, folder, seed):
     rows = []
     for number, angles in enumerate(itertools.product(*POSE_GRID.values())):
         pose = dict(zip(POSE_GRID, angles))
-        code, kind, unit = CODES[number % len(CODES)], KINDS[number % len(KINDS)], UNITS[(number // 3) % len(UNITS)]
-        neutral, face = new_subject(model, rng, code, intensity=float(rng.uniform(0.5, 1.0)))
+        kind, unit = KINDS[number % len(KINDS)], UNITS[(number // 3) % len(UNITS)]
+        label, weights = protocol_expression(model, rng)
+        neutral, face = new_subject(model, rng, weights)
         scan = synthetic_scan(model, neutral, face, rng, kind, unit, pose)
         started = time.monotonic()
         try:
@@ -168,7 +189,7 @@ def measure_prepare(model, folder, seed):
         seconds = time.monotonic() - started
         exact = exact_depth_mm(model, neutral, face)
         error, coverage = height_error_and_coverage(prepared.depth_mm, exact)
-        name = f'{number:04d}_{code or "NE"}.png'
+        name = f'{number:04d}_{label}.png'
         for image, subfolder in ((prepared.depth_mm, 'prepared'), (exact, 'exact'),
                                  (exact_depth_mm(model, neutral, neutral), 'target')):
             write_depth_png(os.path.join(folder, subfolder, name), image)
@@ -209,7 +230,7 @@ def write_preview(model, path, seed=42):
     """The README's picture: --mode prepare's preview of a two-view scan (in metres, with hair and shoulders) of
     a surprised new identity turned 20 degrees."""
     rng = np.random.default_rng(seed)
-    neutral, face = new_subject(model, rng, 'SU')
+    neutral, face = new_subject(model, rng, prototype(model, 'SU'))
     scan = synthetic_scan(model, neutral, face, rng, 'scanner', 'm', dict(yaw=20))
     with tempfile.TemporaryDirectory() as folder:
         scan_path, prepared = os.path.join(folder, 'surprised.ply'), os.path.join(folder, 'prepared')
@@ -244,7 +265,7 @@ def main(argv=None):
                'within_bound': sum(error <= HEIGHT_ERROR_BOUND_MM for error in errors),
                'coverage_min': min(row['coverage'] for row in prepared),
                'units_right': sum(row['units'] == row['units_found'] for row in prepared),
-               'seconds_per_scan_of_40k_vertices_or_more': float(np.median(big)) if big else None,
+               'seconds_per_scan_of_40k_vertices_or_more': round(float(np.median(big)), 2) if big else None,
                'infer_on_prepared': averages(path['prepared']), 'infer_on_exact_renders': averages(path['exact']),
                'checkpoint': args.checkpoint or 'checkpoints/remove'}
     write_strict_json(args.output, {'summary': summary, 'scans': rows})

@@ -8,7 +8,8 @@ from conftest import assert_one_line_error, run_program
 from depth_png import read_depth_png
 from face_model import load_face_model
 from depth_dataset import IMAGE_SIZE, PIXEL_PITCH_MM
-from make_dataset import BACK_PLANE_MM, DEFAULT_FACE_MODEL, IMAGE_CENTRE
+from make_dataset import (BACK_PLANE_MM, DEFAULT_FACE_MODEL, IMAGE_CENTRE, INTENSITIES, MIXTURES_PER_SUBJECT, PROTOTYPES,
+                          prototype_weights)
 from mesh_io import MeshError, read_scan, write_obj, write_ply
 import safe_files
 import scan_alignment
@@ -67,7 +68,7 @@ POSES = [('HA', dict(yaw=25, pitch=-12, roll=8), 'mesh', 'm'),
 @pytest.mark.parametrize('expression, pose, kind, unit', POSES)
 def test_a_turned_shifted_scan_comes_out_as_the_exact_render(model, template, expression, pose, kind, unit):
     rng = np.random.default_rng(abs(pose['yaw'] * 100 + pose['pitch']))
-    neutral, face = scan_benchmark.new_subject(model, rng, expression)
+    neutral, face = scan_benchmark.new_subject(model, rng, scan_benchmark.prototype(model, expression))
     exact = scan_benchmark.exact_depth_mm(model, neutral, face)
     scan = scan_benchmark.synthetic_scan(model, neutral, face, rng, kind, unit, pose, shift_mm=400.0)
     prepared = scan_alignment.prepare_scan(scan, template)
@@ -75,6 +76,22 @@ def test_a_turned_shifted_scan_comes_out_as_the_exact_render(model, template, ex
     assert prepared.depth_mm.shape == (128, 128)
     error, coverage = scan_benchmark.height_error_and_coverage(prepared.depth_mm, exact)
     assert error <= MEDIAN_HEIGHT_ERROR_MM and coverage >= 0.9, (error, coverage)
+
+
+def test_scan_expressions_are_drawn_as_the_test_split_has_them(model):
+    rng = np.random.default_rng(0)
+    drawn = [scan_benchmark.protocol_expression(model, rng) for _ in range(500)]
+    labels = [label for label, _ in drawn]
+    assert {label[:2] for label in labels} == {'NE', 'MX', *PROTOTYPES}
+    assert 0.10 < np.mean([label.startswith('MX') for label in labels]) < 0.30  # 6 of a subject's 31 renders
+    for label, weights in drawn:
+        code, level = label[:2], int(label[2:])
+        if code == 'NE':
+            assert level == 0 and weights == {}
+        elif code == 'MX':
+            assert 1 <= level <= MIXTURES_PER_SUBJECT and weights and not any(n.startswith('eyeLook') for n in weights)
+        else:
+            assert weights == prototype_weights(code, INTENSITIES[level - 1], model.expression_names)
 
 
 def test_a_splatted_sloped_plane_has_the_plane_height_at_every_pixel_centre():
@@ -131,7 +148,7 @@ def test_too_few_points_and_no_face_are_refused(model, template):
 def scan_folder(model, tmp_path_factory):
     folder = tmp_path_factory.mktemp('scans')
     rng = np.random.default_rng(3)
-    neutral, face = scan_benchmark.new_subject(model, rng, 'AN')
+    neutral, face = scan_benchmark.new_subject(model, rng, scan_benchmark.prototype(model, 'AN'))
     scan = scan_benchmark.synthetic_scan(model, neutral, face, rng, 'mesh', 'mm', dict(yaw=15, pitch=0, roll=0))
     write_ply(folder / 'angry.ply', scan.vertices, scan.triangles)
     write_obj(folder / 'ball.obj', scan_benchmark.not_a_face(rng).vertices)
