@@ -178,7 +178,7 @@ class Registration:
         return points @ self.rotation.T + self.translation
 
 
-def prominent_points(points, count=NOSE_CANDIDATES, cell_mm=2.0, surround_mm=40.0):
+def prominent_points(points, count, cell_mm=2.0, surround_mm=40.0):
     """The `count` most prominent points seen along -z, most prominent first, each at least surround_mm / 2
     from the others: the nose of a roughly frontal face is one of them, usually the first.
 
@@ -251,7 +251,7 @@ def register(points, template: FaceTemplate):
     """The Registration of scan points (mm) to the face model; see the module doc."""
     best_per_peak = []
     trial_points = template.upper[:TRIAL_POINTS]  # template.sample (and so upper) is in random order
-    for nose_guess in prominent_points(points):
+    for nose_guess in prominent_points(points, NOSE_CANDIDATES):
         nearest = NearestScanPoint(points[np.linalg.norm(points - nose_guess, axis=1) < SEARCH_RADIUS_MM])
         trials = []
         for yaw, pitch in START_TURNS_DEG:

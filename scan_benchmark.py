@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -165,39 +166,59 @@ def height_error_and_coverage(depth_mm, exact_mm):
     return float(np.median(np.abs(depth_mm - exact_mm)[both])), float(both.sum() / face.sum())
 
 
-def measure_prepare(model, folder, seed):
-    """Prepare one synthetic scan per pose of POSE_GRID (a new identity and expression each; kind and units vary);
-    write the prepared images, their exact renders and the neutral targets into folder/{prepared,exact,target}."""
-    template = face_template(model)
+@dataclass
+class BenchmarkScan:
+    number: int
+    name: str  # NNNN_CCLL.png: number, expression code and level as the dataset names them
+    pose: dict  # yaw, pitch, roll in degrees
+    kind: str
+    unit: str
+    neutral: np.ndarray  # the subject's neutral face (mm)
+    face: np.ndarray  # the face scanned (mm)
+    scan: Scan
+
+
+def benchmark_scans(model, seed):
+    """The benchmark's synthetic scans, one per pose of POSE_GRID, in order (a new identity and expression each;
+    kind and units vary): the same seed gives the same scans."""
     rng = np.random.default_rng(seed)
-    for name in ('prepared', 'exact', 'target'):
-        os.makedirs(os.path.join(folder, name))
-    rows = []
     for number, angles in enumerate(itertools.product(*POSE_GRID.values())):
         pose = dict(zip(POSE_GRID, angles))
         kind, unit = KINDS[number % len(KINDS)], UNITS[(number // 3) % len(UNITS)]
         label, weights = protocol_expression(model, rng)
         neutral, face = new_subject(model, rng, weights)
         scan = synthetic_scan(model, neutral, face, rng, kind, unit, pose)
+        yield BenchmarkScan(number, f'{number:04d}_{label}.png', pose, kind, unit, neutral, face, scan)
+
+
+def measure_prepare(model, folder, seed):
+    """Prepare every scan of benchmark_scans; write the prepared images, their exact renders and the neutral
+    targets into folder/{prepared,exact,target}."""
+    template = face_template(model)
+    for name in ('prepared', 'exact', 'target'):
+        os.makedirs(os.path.join(folder, name))
+    rows = []
+    for item in benchmark_scans(model, seed):
+        pose = item.pose
         started = time.monotonic()
         try:
-            prepared = prepare_scan(scan, template)
+            prepared = prepare_scan(item.scan, template)
         except ScanError as error:  # a failure to count, not to stop the measurement
-            rows.append(dict(number=number, **pose, kind=kind, units=unit, refused=str(error)))
-            print(f'{number:04d} {pose} {kind} {unit}: refused: {error}', flush=True)
+            rows.append(dict(number=item.number, **pose, kind=item.kind, units=item.unit, refused=str(error)))
+            print(f'{item.name} {pose} {item.kind} {item.unit}: refused: {error}', flush=True)
             continue
         seconds = time.monotonic() - started
-        exact = exact_depth_mm(model, neutral, face)
+        exact = exact_depth_mm(model, item.neutral, item.face)
         error, coverage = height_error_and_coverage(prepared.depth_mm, exact)
-        name = f'{number:04d}_{label}.png'
         for image, subfolder in ((prepared.depth_mm, 'prepared'), (exact, 'exact'),
-                                 (exact_depth_mm(model, neutral, neutral), 'target')):
-            write_depth_png(os.path.join(folder, subfolder, name), image)
-        rows.append(dict(name=name, **pose, kind=kind, units=unit, units_found=prepared.units, vertices=len(scan.vertices),
-                         median_height_error_mm=round(error, 4), coverage=round(coverage, 4), seconds=round(seconds, 2)))
-        print(f'{name} yaw {pose["yaw"]:+3d} pitch {pose["pitch"]:+3d} roll {pose["roll"]:+3d} {kind:7s} {unit:2s} '
-              f'{len(scan.vertices):6d} vertices: median error {error:.3f} mm, coverage {100 * coverage:.1f} %, '
-              f'{seconds:.1f} s', flush=True)
+                                 (exact_depth_mm(model, item.neutral, item.neutral), 'target')):
+            write_depth_png(os.path.join(folder, subfolder, item.name), image)
+        rows.append(dict(name=item.name, **pose, kind=item.kind, units=item.unit, units_found=prepared.units,
+                         vertices=len(item.scan.vertices), median_height_error_mm=round(error, 4),
+                         coverage=round(coverage, 4), seconds=round(seconds, 2)))
+        print(f'{item.name} yaw {pose["yaw"]:+3d} pitch {pose["pitch"]:+3d} roll {pose["roll"]:+3d} {item.kind:7s} '
+              f'{item.unit:2s} {len(item.scan.vertices):6d} vertices: median error {error:.3f} mm, '
+              f'coverage {100 * coverage:.1f} %, {seconds:.1f} s', flush=True)
     return rows
 
 

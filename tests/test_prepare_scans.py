@@ -94,6 +94,20 @@ def test_scan_expressions_are_drawn_as_the_test_split_has_them(model):
             assert weights == prototype_weights(code, INTENSITIES[level - 1], model.expression_names)
 
 
+def test_a_face_whose_nose_is_not_among_its_three_most_prominent_points_is_prepared(model, template, monkeypatch):
+    # scan_benchmark.py --seed 11, scan 9: a full surprise at pitch and roll -12; its open mouth and raised brows
+    # stand out more than its nose, the fifth most prominent point.
+    item = next(item for item in scan_benchmark.benchmark_scans(model, 11) if item.number == 9)
+    assert item.name == '0009_SU04.png'
+    prepared = scan_alignment.prepare_scan(item.scan, template)
+    exact = scan_benchmark.exact_depth_mm(model, item.neutral, item.face)
+    error, coverage = scan_benchmark.height_error_and_coverage(prepared.depth_mm, exact)
+    assert error <= MEDIAN_HEIGHT_ERROR_MM and coverage >= 0.9, (error, coverage)
+    monkeypatch.setattr(scan_alignment, 'NOSE_CANDIDATES', 3)
+    with pytest.raises(scan_alignment.ScanError, match='does not look like a face'):
+        scan_alignment.prepare_scan(item.scan, template)
+
+
 def test_a_splatted_sloped_plane_has_the_plane_height_at_every_pixel_centre():
     rng = np.random.default_rng(0)
     x, y = rng.uniform(-60, 60, (2, 100000))  # 15 points a pixel: none left empty
