@@ -353,7 +353,7 @@ def parse_arguments(argv):
                         help="make N test subjects (default: 20)")
     parser.add_argument("--mixtures-per-subject", type=whole_number(0, 99), default=MIXTURES_PER_SUBJECT, metavar="N",
                         help="give each subject N random mixtures of expression shapes besides the neutral "
-                             "face and the 24 prototypic expressions (default: 6)")
+                             f"face and the 24 prototypic expressions (default: {MIXTURES_PER_SUBJECT})")
     parser.add_argument("--seed", type=whole_number(0, 2 ** 63 - 1), default=0, metavar="N",
                         help="draw identities, mixtures, jitter and noise from seed N (default: 0)")
     parser.add_argument("--pose-jitter-deg", type=non_negative_float, default=0.0, metavar="DEG",

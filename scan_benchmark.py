@@ -1,8 +1,9 @@
 """Synthetic 3D scans with a known answer, and the measurement of --mode prepare (and prepare -> infer) on them.
 
 A synthetic scan is a face of the face model that is not in the committed data (a new identity drawn from
-its own seed), with an expression drawn as the test split has them, seen by a frontal scanner after being turned and shifted, in some
-units, with defects (noise, holes, hair and shoulders, coarse sampling), written as OBJ or PLY. Its answer
+its own seed), with an expression drawn as the test split has them, seen by a frontal scanner after being
+turned and shifted, in some units, with defects (noise, holes, hair and shoulders, coarse sampling), written
+as OBJ or PLY. Its answer
 is the exact convention-v1 render of the same face in the subject's neutral frame (make_dataset).
 
     python scan_benchmark.py      # the full pose grid, then prepare -> infer with the shipped model
@@ -25,8 +26,8 @@ import numpy as np
 from command_line import OneLineErrorParser, whole_number
 from depth_png import read_depth_png, write_depth_png
 from face_model import load_face_model
-from make_dataset import (DEFAULT_FACE_MODEL, INTENSITIES, MIXTURES_PER_SUBJECT, PROTOTYPES, REPOSITORY, mixture_actions,
-                          prototype_weights, random_mixture_weights, render_depth_mm, rotated_about)
+from make_dataset import (DEFAULT_FACE_MODEL, INTENSITIES, MIXTURES_PER_SUBJECT, PROTOTYPES, REPOSITORY,
+                          mixture_actions, prototype_weights, random_mixture_weights, render_depth_mm, rotated_about)
 from mesh_io import Scan, write_ply
 from plotting import PREVIEW_FOLDER
 from prepare_scans import prepare_files
@@ -52,13 +53,13 @@ def protocol_expression(model, rng):
     """(label, expression weights) of one of the test split's renders of a subject, each equally likely: the
     neutral face (NE00), a prototype at one of its four intensities (e.g. SU04) or a random mixture (MX01..06),
     so that the scans' expressions are distributed as the test split's."""
-    renders = 1 + len(PROTOTYPES) * len(INTENSITIES) + MIXTURES_PER_SUBJECT
-    choice = int(rng.integers(renders))
+    prototypes = len(PROTOTYPES) * len(INTENSITIES)
+    choice = int(rng.integers(1 + prototypes + MIXTURES_PER_SUBJECT))
     if choice == 0:
         return 'NE00', {}
-    if choice > len(PROTOTYPES) * len(INTENSITIES):
+    if choice > prototypes:
         names = model.expression_names
-        return f'MX{choice - len(PROTOTYPES) * len(INTENSITIES):02d}', random_mixture_weights(rng, mixture_actions(names), names)
+        return f'MX{choice - prototypes:02d}', random_mixture_weights(rng, mixture_actions(names), names)
     code, level = list(PROTOTYPES)[(choice - 1) // len(INTENSITIES)], (choice - 1) % len(INTENSITIES) + 1
     return f'{code}{level:02d}', prototype(model, code, INTENSITIES[level - 1])
 
@@ -229,7 +230,8 @@ def neutralisation_rmse(folder, inputs, checkpoint):
     # --threshold-mm 0: the network's own output, as --mode test measures the test split (infer's default
     # threshold zeroes face pixels lower than 10 mm, which costs the test split 0.4 mm of RMSE).
     command = [sys.executable, os.path.join(REPOSITORY, 'convworking.py'), '--mode', 'infer', '--threshold-mm', '0',
-               '--input', os.path.join(folder, inputs), '--output', output] + (['--checkpoint', checkpoint] if checkpoint else [])
+               '--input', os.path.join(folder, inputs), '--output', output]
+    command += ['--checkpoint', checkpoint] if checkpoint else []
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     errors = {}
     for name in sorted(os.listdir(os.path.join(folder, 'target'))):
