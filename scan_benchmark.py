@@ -98,12 +98,17 @@ def scanner_view(face, triangles, spacing_mm=1.0, max_edge_mm=10.0):
     return vertices, triangles[edges.max(axis=1) <= max_edge_mm]
 
 
+def kept_part(vertices, triangles, kept):
+    """The mesh of the kept vertices and the triangles whose corners are all kept, renumbered."""
+    new_index = np.cumsum(kept) - 1
+    return vertices[kept], new_index[triangles[kept[triangles].all(axis=1)]]
+
+
 def with_holes(vertices, triangles, rng, count=3, radius_mm=6.0):
     """The mesh without the vertices (and their triangles) within radius_mm of `count` random vertices."""
     centres = vertices[rng.choice(len(vertices), count, replace=False)]
     kept = (np.linalg.norm(vertices[:, None] - centres[None], axis=2) > radius_mm).all(axis=1)
-    new_index = np.cumsum(kept) - 1
-    return vertices[kept], new_index[triangles[kept[triangles].all(axis=1)]]
+    return kept_part(vertices, triangles, kept)
 
 
 def hair_and_shoulders(face, rng, count=4000):

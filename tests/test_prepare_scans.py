@@ -126,8 +126,7 @@ def test_a_large_hole_is_filled_from_the_fitted_face(model, template):
     cheek = neutral[model.nose_tip] + np.array([-40.0, -10.0, -25.0])
     nearest = np.argmin(np.linalg.norm(neutral - cheek, axis=1))
     kept = np.linalg.norm(face - face[nearest], axis=1) > 18.0  # a hole of about 1000 mm^2 on the cheek
-    new_index = np.cumsum(kept) - 1
-    scan = scan_benchmark.Scan(face[kept], new_index[model.triangles[kept[model.triangles].all(axis=1)]])
+    scan = scan_benchmark.Scan(*scan_benchmark.kept_part(face, model.triangles, kept))
     exact = scan_benchmark.exact_depth_mm(model, neutral, face)
     prepared = scan_alignment.prepare_scan(scan, template, units='mm')
     hole = (exact > 0) & (scan_alignment.render_depth_mm(scan.vertices, neutral[model.nose_tip], scan.triangles) <= 0)
