@@ -8,7 +8,7 @@ The steps, each a function below:
      full from the best; then with the identity, on the points expressions move least; then together with
      the identity and expression weights on the whole face (expression weights kept within 0..1, as the
      model's blend shapes are meant), so that neither the subject's own shape nor the expression biases the
-     pose (from the mouth closed and from the jaw half open, whichever fits closer). The fitted neutral face
+     pose (from the neutral face, a half-open jaw and puffed cheeks, whichever fits closest). The fitted neutral face
      (identity only) gives the nose tip the convention frames the image on;
   4. a crop to what lies near the fitted face (hair, shoulders, background go);
   5. rendering: a mesh with the project's z-buffer rasteriser, a point cloud by splatting (a plane fitted at
@@ -28,7 +28,11 @@ MM_PER_UNIT = {'mm': 1.0, 'cm': 10.0, 'm': 1000.0}
 FLANN_SINGLE_KD_TREE = 4  # FLANN's algorithm number (cv::flann::FLANN_INDEX_KDTREE_SINGLE)
 TYPICAL_SCAN_SIZE_MM = 250.0  # a face, perhaps with some hair and neck: the size the units are judged by
 MIN_POINTS = 1000  # fewer cannot sample a face finely enough for the 1.5 mm pixels
-TEMPLATE_POINTS = 2500  # model vertices the registration matches; more only cost time
+# Model vertices the registration matches, of the 6,776 the convention's camera sees. The frame's precision grows
+# with them: on 27 synthetic scans (scan_benchmark.py, seed 2026) 2,500 left the frame 0.19 degrees off on average
+# (27 scans: 26 within the 0.5 mm bound, prepare -> infer 1.27 mm), 6,000 0.15 degrees (27 within, 1.19 mm),
+# for 5.5 s instead of 3.6 s per scan.
+TEMPLATE_POINTS = 6000
 SEARCH_RADIUS_MM = 160.0  # scan points this far from the coarse nose can be face; the rest is ignored
 CROP_MM = 8.0  # scan points farther than this from the fitted face are hair, shoulders or background
 # (yaw, pitch) the rigid registration starts from: the promised range's corners and middles. Each start gets a
@@ -47,11 +51,14 @@ TRIAL_POINTS, TRIAL_ITERATIONS = 300, 12
 RIGID_ITERATIONS, IDENTITY_ITERATIONS, SHAPE_ITERATIONS = 25, 20, 40
 STEADY_MM = 3.0
 NOSE_RADIUS_MM = 25.0
-# The whole-face fit runs from these jaw openings (jawOpen weights) and keeps the fit closest to the scan. From
-# the mean face's closed mouth alone, the fit of a wide-open mouth stayed with the lips closed over the opening
-# (jawOpen with mouthClose), although the true weights fit the scan closer: 3 of 27 synthetic scans of surprise
-# and fear came out 4-8 mm wrong around the mouth (scan_benchmark.py, infer's RMSE: 1.39 -> 1.28 mm).
-JAW_OPENINGS = (0.0, 0.5)
+# The whole-face fit runs from each of these expressions (shape name -> weight, the rest 0) and keeps the fit
+# closest to the scan: expressions that change the face's volume have fits that stop in a wrong basin when they
+# start from the neutral face. From the closed mouth alone, the fit of a wide-open mouth stayed with the lips
+# closed over the opening (jawOpen with mouthClose), although the true weights fit the scan closer: 3 of 27
+# synthetic scans of surprise and fear came out 4-8 mm wrong around the mouth (scan_benchmark.py, infer's RMSE:
+# 1.39 -> 1.28 mm). Puffed cheeks (0.87) were explained by frowns, dimples and a wider identity, 2 degrees off
+# (median height error 2.8 mm); from puffed cheeks the fit finds them (0.21 mm).
+WHOLE_FACE_STARTS = ({}, {'jawOpen': 0.5}, {'cheekPuff_L': 1.0, 'cheekPuff_R': 1.0})
 # Matches farther than this many times the median match distance are left out (and never below 1 mm): hair
 # and the rims of holes; 3 left a scanner's scan of a smiling face at 0.54 mm, 2 at 0.40 mm.
 OUTLIER_FACTOR = 2.0
@@ -111,7 +118,7 @@ class FaceTemplate:
     upper: np.ndarray  # the part of `sample` on the upper face (forehead, eyes, nose)
     normals: np.ndarray  # (len(sample), 3) unit normals of the mean face at `sample`
     steady: np.ndarray  # the part of `sample` that no expression shape moves by STEADY_MM or more
-    jaw_open: int  # the index in `modes` of the expression shape jawOpen
+    starts: list  # WHOLE_FACE_STARTS as (indices in `modes`, weights)
 
     def face(self, weights):
         """(V, 3) the model face with these identity-then-expression weights."""
@@ -137,9 +144,11 @@ def face_template(model: FaceModel, seed=0):
     normals = vertex_normals(mean, model.triangles)[sample]
     motion = np.linalg.norm(modes[len(model.identity_modes):, sample], axis=2).max(axis=0)  # by any expression
     steady = sample[motion < STEADY_MM]
-    jaw_open = len(model.identity_modes) + list(model.expression_names).index('jawOpen')
+    names = list(model.expression_names)
+    starts = [([len(model.identity_modes) + names.index(name) for name in start], list(start.values()))
+              for start in WHOLE_FACE_STARTS]
     return FaceTemplate(mean, modes, len(model.identity_modes), model.triangles, model.nose_tip, sample, upper,
-                        normals, steady, jaw_open)
+                        normals, steady, starts)
 
 
 def vertices_seen_from_front(vertices, triangles, nose_tip, tolerance_mm=1.5):
@@ -274,15 +283,13 @@ def register(points, template: FaceTemplate):
                         f"{100 * best.inlier_fraction:.0f} % of its points)")
     best = _refine(best, template, nearest, template.steady, fit_shape=True, iterations=IDENTITY_ITERATIONS,
                    with_expression=False, match_start_mm=IDENTITY_MATCH_START_MM)
-    fits = [_refine(replace(best, weights=_with_weight(best.weights, template.jaw_open, opening)), template, nearest,
-                    template.sample, fit_shape=True, iterations=SHAPE_ITERATIONS) for opening in JAW_OPENINGS]
+    fits = []
+    for indices, values in template.starts:
+        weights = best.weights.copy()
+        weights[indices] = values
+        fits.append(_refine(replace(best, weights=weights), template, nearest, template.sample, fit_shape=True,
+                            iterations=SHAPE_ITERATIONS))
     return min(fits, key=lambda fit: fit.capped_error_mm2)
-
-
-def _with_weight(weights, index, value):
-    changed = weights.copy()
-    changed[index] = value
-    return changed
 
 
 def _refine(registration, template, nearest, vertices, fit_shape, iterations, with_expression=True,
