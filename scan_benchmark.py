@@ -28,7 +28,7 @@ from depth_png import read_depth_png, write_depth_png
 from face_model import load_face_model
 from make_dataset import (DEFAULT_FACE_MODEL, INTENSITIES, MIXTURES_PER_SUBJECT, PROTOTYPES, REPOSITORY,
                           mixture_actions, prototype_weights, random_mixture_weights, render_depth_mm, rotated_about)
-from mesh_io import Scan, write_ply
+from mesh_io import Scan, read_scan, write_obj, write_ply
 from plotting import PREVIEW_FOLDER
 from prepare_scans import prepare_files
 from rasterise import rasterise_depth
@@ -197,18 +197,31 @@ def benchmark_scans(model, seed):
         yield BenchmarkScan(number, f'{number:04d}_{label}.png', pose, kind, unit, neutral, face, scan)
 
 
+def scan_file(item, folder):
+    """Write the scan as a user's file would hold it: the model's mesh as OBJ, the scanner's mesh as ASCII PLY,
+    its point cloud as binary PLY (coordinates to 6 significant digits, or float32)."""
+    stem = os.path.join(folder, os.path.splitext(item.name)[0])
+    if item.kind == 'mesh':
+        write_obj(stem + '.obj', item.scan.vertices, item.scan.triangles)
+        return stem + '.obj'
+    write_ply(stem + '.ply', item.scan.vertices, item.scan.triangles, binary=item.kind == 'cloud')
+    return stem + '.ply'
+
+
 def measure_prepare(model, folder, seed):
-    """Prepare every scan of benchmark_scans; write the prepared images, their exact renders and the neutral
-    targets into folder/{prepared,exact,target}."""
+    """Write every scan of benchmark_scans as a file, read and prepare it as --mode prepare does (the seconds
+    count both); write the prepared images, their exact renders and the neutral targets into
+    folder/{prepared,exact,target}."""
     template = face_template(model)
-    for name in ('prepared', 'exact', 'target'):
+    for name in ('scans', 'prepared', 'exact', 'target'):
         os.makedirs(os.path.join(folder, name))
     rows = []
     for item in benchmark_scans(model, seed):
         pose = item.pose
+        path = scan_file(item, os.path.join(folder, 'scans'))
         started = time.monotonic()
         try:
-            prepared = prepare_scan(item.scan, template)
+            prepared = prepare_scan(read_scan(path), template)
         except ScanError as error:  # a failure to count, not to stop the measurement
             rows.append(dict(number=item.number, **pose, kind=item.kind, units=item.unit, refused=str(error)))
             print(f'{item.name} {pose} {item.kind} {item.unit}: refused: {error}', flush=True)
