@@ -1,4 +1,5 @@
 """--mode prepare: reading scans, units, alignment against exact renders, and the command line's bad input."""
+import itertools
 import os
 
 import numpy as np
@@ -138,6 +139,18 @@ def test_the_template_fits_every_expression_shape_but_gaze(model, template):
     for indices, values in template.starts:  # each start names fitted shapes
         assert len(indices) == len(values)
         assert all(template.identity_count <= index < len(template.modes) for index in indices)
+
+
+def test_benchmark_scans_are_measured_from_files_as_a_user_has_them(model, tmp_path):
+    items = list(itertools.islice(scan_benchmark.benchmark_scans(model, 2026), 3))
+    assert [item.kind for item in items] == ['mesh', 'scanner', 'cloud']
+    for item, suffix in zip(items, ('.obj', '.ply', '.ply')):
+        path = scan_benchmark.scan_file(item, str(tmp_path))
+        assert path.endswith(suffix)
+        read = read_scan(path)
+        np.testing.assert_array_equal(read.triangles, item.scan.triangles)
+        np.testing.assert_allclose(read.vertices, item.scan.vertices, rtol=1e-5)
+        assert read.is_point_cloud == (item.kind == 'cloud')
 
 
 def test_a_splatted_sloped_plane_has_the_plane_height_at_every_pixel_centre():
