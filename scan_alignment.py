@@ -31,7 +31,7 @@ MIN_POINTS = 1000  # fewer cannot sample a face finely enough for the 1.5 mm pix
 # Model vertices the registration matches, of the 6,776 the convention's camera sees. The frame's precision grows
 # with them: on 27 synthetic scans (scan_benchmark.py, seed 2026) 2,500 left the frame 0.19 degrees off on average
 # (27 scans: 26 within the 0.5 mm bound, prepare -> infer 1.27 mm), 6,000 0.15 degrees (27 within, 1.19 mm),
-# for 5.5 s instead of 3.6 s per scan.
+# for 5.5 s instead of 3.6 s per scan (6.6 s with the puffed-cheek start below).
 TEMPLATE_POINTS = 6000
 SEARCH_RADIUS_MM = 160.0  # scan points this far from the coarse nose can be face; the rest is ignored
 CROP_MM = 8.0  # scan points farther than this from the fitted face are hair, shoulders or background
