@@ -8,8 +8,8 @@ The steps, each a function below:
      full from the best; then with the identity, on the points expressions move least; then together with
      the identity and expression weights on the whole face (expression weights kept within 0..1, as the
      model's blend shapes are meant), so that neither the subject's own shape nor the expression biases the
-     pose (from the neutral face, a half-open jaw and puffed cheeks, whichever fits closest). The fitted neutral face
-     (identity only) gives the nose tip the convention frames the image on;
+     pose (from the neutral face, a half-open jaw and puffed cheeks, whichever fits closest). The fitted
+     neutral face (identity only) gives the nose tip the convention frames the image on;
   4. a crop to what lies near the fitted face (hair, shoulders, background go);
   5. rendering: a mesh with the project's z-buffer rasteriser, a point cloud by splatting (a plane fitted at
      each pixel); then the image is cut to the fitted face's outline and its gaps filled from the fitted face.
@@ -153,8 +153,8 @@ def face_template(model: FaceModel, seed=0):
     normals = vertex_normals(mean, model.triangles)[sample]
     motion = np.linalg.norm(expression_modes[:, sample], axis=2).max(axis=0)  # by any expression, gaze too
     steady = sample[motion < STEADY_MM]
-    fitted = [name for name in model.expression_names if not name.startswith(UNFITTED_SHAPES)]
-    chosen = [list(model.expression_names).index(name) for name in fitted]
+    chosen = [index for index, name in enumerate(model.expression_names) if not name.startswith(UNFITTED_SHAPES)]
+    fitted = [model.expression_names[index] for index in chosen]
     starts = [([len(identity_modes) + fitted.index(name) for name in start], list(start.values()))
               for start in WHOLE_FACE_STARTS]
     return FaceTemplate(mean, np.concatenate([identity_modes, expression_modes[chosen]]), len(identity_modes),

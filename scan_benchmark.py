@@ -3,8 +3,8 @@
 A synthetic scan is a face of the face model that is not in the committed data (a new identity drawn from
 its own seed), with an expression drawn as the test split has them, seen by a frontal scanner after being
 turned and shifted, in some units, with defects (noise, holes, hair and shoulders, coarse sampling), written
-as OBJ or PLY. Its answer
-is the exact convention-v1 render of the same face in the subject's neutral frame (make_dataset).
+as OBJ or PLY. Its answer is the exact convention-v1 render of the same face in the subject's neutral frame
+(make_dataset).
 
     python scan_benchmark.py      # the full pose grid, then prepare -> infer with the shipped model
                                   # (checkpoints/remove); writes results/scan_benchmark.json
