@@ -30,7 +30,7 @@ batch size, in float32 and, where the CPU has AVX-512 BF16 or AMX, in bfloat16:
            TensorFlow's 'SAME' puts the odd pixel at the bottom/right: the same arithmetic, shifted by one
            pixel. bfloat16: torch.autocast('cpu', dtype=torch.bfloat16).
   infer    inference of the project's graph (Network, fed as predict/infer feed it) and of the frozen graph
-           (inference.frozen_inference_graph, as --mode export writes it): images/s at batch --infer-batch
+           (neutralise.frozen_inference_graph, as --mode export writes it): images/s at batch --infer-batch
            (64) and the latency of one image (ms).
   matmul   a 4096 x 4096 matrix product in TensorFlow: the CPU's practical arithmetic rate.
 All three trainings have the same weights and moving statistics (their counts are in the JSON's details).
@@ -59,11 +59,11 @@ import sys
 import tempfile
 import time
 
-from bench_peers import IMAGE_SHAPE, worker_keras, worker_torch
-from bench_timing import Channel, Pacer, calls_of, window_of
-from command_line import DefaultsHelpFormatter, OneLineErrorParser, non_negative_float, positive_int
-from machine import cpu_model_and_flags
-from safe_files import write_strict_json
+from benchmark.peers import IMAGE_SHAPE, worker_keras, worker_torch
+from benchmark.timing import Channel, Pacer, calls_of, window_of
+from support.command_line import DefaultsHelpFormatter, OneLineErrorParser, non_negative_float, positive_int
+from support.machine import cpu_model_and_flags
+from support.safe_files import write_strict_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = 'bench.py'
@@ -230,7 +230,7 @@ def worker_graph(spec, channel):
     sys.path.insert(0, HERE)
     import numpy as np
     import convworking
-    import inference
+    from inference.neutralise import neutralise
     tf = convworking.tf
     tf.compat.v1.disable_eager_execution()
     bf16 = spec['precision'] == 'bfloat16'
@@ -279,7 +279,7 @@ def worker_graph(spec, channel):
         network = convworking.Network(architecture, bfloat16=bf16, for_export=True)
         session = session_of(graph)
         session.run(tf.compat.v1.global_variables_initializer())
-        frozen_graph_def = inference.frozen_inference_graph(session, network)
+        frozen_graph_def = neutralise.frozen_inference_graph(session, network)
     with tf.Graph().as_default() as graph:
         tf.compat.v1.import_graph_def(frozen_graph_def, name='')
         frozen = session_of(graph).make_callable(graph.get_tensor_by_name('output:0'),
@@ -480,7 +480,7 @@ def busy_cpu_seconds():
 def run_benchmark(args):
     import convworking
     convworking.import_tensorflow_quietly()   # first: without TensorFlow's start-up messages
-    import layer_ops
+    import layer
     started = time.perf_counter()
     overrides = dict(channels=args.channels, kernel_size=args.kernel_size, modules=args.modules)
     architecture = architecture_of(overrides)
@@ -500,8 +500,8 @@ def run_benchmark(args):
                   warmup=args.warmup, windows=args.windows, steps=args.steps, infer_steps=args.infer_steps,
                   infer_batch=args.infer_batch, latency_calls=args.latency_calls, data=args.data,
                   repeat_periodic=args.repeat_periodic, matmul_size=args.matmul_size,
-                  lr=1e-3, decay_steps=10000, batch_norm_decay=layer_ops.BATCH_NORM_DECAY,
-                  batch_norm_epsilon=layer_ops.BATCH_NORM_EPSILON, leaky_relu_alpha=layer_ops.LEAKY_RELU_ALPHA)
+                  lr=1e-3, decay_steps=10000, batch_norm_decay=layer.BATCH_NORM_DECAY,
+                  batch_norm_epsilon=layer.BATCH_NORM_EPSILON, leaky_relu_alpha=layer.LEAKY_RELU_ALPHA)
     workers = ['program', 'graph', 'keras', 'torch']
     if 'torch' not in args.skip and not torch_importable():
         workers.remove('torch')

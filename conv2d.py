@@ -2,7 +2,7 @@
 import tensorflow as tf
 
 from layer import Layer
-from layer_ops import batch_norm, lrelu
+from layer import batch_norm, lrelu
 
 
 class Conv2d(Layer):

@@ -19,23 +19,24 @@ import time
 
 import numpy as np
 
-import evaluation
-import generated_data
-import lfw_parts
-import prepare_scans
-from checkpointing import (LATEST_STATE_FILE, CheckpointError, Checkpoints, checkpoint_prefix, read_options,
+from support.paths import recorded_path
+from faces import generated
+from training import lfw_parts
+from scans import prepare
+from training.checkpoints import (LATEST_STATE_FILE, CheckpointError, Checkpoints, checkpoint_prefix, read_options,
                            remove_checkpoints, restore_checkpoint, resume_or_start, write_options)
-from command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, finite_float,
+from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, finite_float,
                           positive_float, positive_int, report_error, whole_number)
-from depth_dataset import DataError, IMAGE_SIZE
-from depth_png import DepthImageError
-from machine import cpu_supports_bfloat16
-from plotting import save_results_grid
-from progress import ProgressLine
-from quiet_tensorflow import error_summary, import_tensorflow_quietly, tf
-from safe_files import FolderError, locked_folder, remove_temporaries, write_strict_json
-from tasks import TASKS, DataSource, masked_mean
-from training_curve import plot_training_curve, read_history, write_history
+from depth.convention import IMAGE_SIZE
+from depth.dataset import DataError
+from depth.png import DepthImageError
+from support.machine import cpu_supports_bfloat16
+from evaluation.plotting import save_results_grid
+from support.progress import ProgressLine
+from support.quiet_tensorflow import error_summary, import_tensorflow_quietly, tf
+from support.safe_files import FolderError, locked_folder, remove_temporaries, write_strict_json
+from training.tasks import TASKS, DataSource, masked_mean
+from training.curve import plot_training_curve, read_history, write_history
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARCHITECTURE_DEFAULTS = {
@@ -317,7 +318,7 @@ def training_options(options):
     keys = ('data', 'targets', 'generated_subjects', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed',
             'loss', 'loss_region', 'flip', 'bfloat16')
     recorded = {key: getattr(options, key) for key in keys}
-    recorded['data'] = evaluation.recorded_path(options.data)
+    recorded['data'] = recorded_path(options.data)
     return recorded
 
 
@@ -344,7 +345,7 @@ def record_training_curve(options, directory, history, task):
     """Keep the validation history beside the checkpoints and redraw results/training_curve.png."""
     write_history(directory, history, task.score_name)
     plot_training_curve(history, os.path.join(options.results_dir, 'training_curve.png'), task.score_name,
-                        f"{task.name}: {task.score_name} during training ({evaluation.recorded_path(directory)})")
+                        f"{task.name}: {task.score_name} during training ({recorded_path(directory)})")
 
 
 class TrainingClock:
@@ -427,18 +428,18 @@ def test(options):
 
 def infer(options):
     session, network, _ = restore_for_inference(options)
-    import inference   # here, not at the top: it imports TensorFlow, which --help and the other modes need not wait for
+    from inference import neutralise   # here, not at the top: it imports TensorFlow, which --help and the other modes need not wait for
     with session:
-        inference.neutralise_files(session, network, options.input, options.output, options.resize,
+        neutralise.neutralise_files(session, network, options.input, options.output, options.resize,
                                    options.batch_size, options.threshold_mm)
 
 
 def export(options):
     session, network, prefix = restore_for_inference(options, for_export=True)
-    import inference
-    test_rmse_mm = inference.rmse_on_test_split(prefix, options.results_dir, options.data)
+    from inference import neutralise
+    test_rmse_mm = neutralise.rmse_on_test_split(prefix, options.results_dir, options.data)
     with session:
-        inference.export_model(session, network, prefix, options.output, options.threshold_mm, options.bfloat16,
+        neutralise.export_model(session, network, prefix, options.output, options.threshold_mm, options.bfloat16,
                                test_rmse_mm)
 
 
@@ -495,14 +496,14 @@ def parse_args(argv=None):
     parser.add_argument('--generated-subjects', type=whole_number(0),
                         help='remove: train on this many generated identities besides the committed training '
                              'split; made by make_dataset.py from the repository\'s face model (seed '
-                             f'{generated_data.TRAINING_SEED}, {generated_data.TRAINING_MIXTURES} mixtures each) on '
+                             f'{generated.TRAINING_SEED}, {generated.TRAINING_MIXTURES} mixtures each) on '
                              'first use and cached in --generated-dir; 0 = the committed training split only, the '
                              f'original protocol (default: {DEFAULT_GENERATED_SUBJECTS})')
     parser.add_argument('--gallery-subjects', type=whole_number(0), default=DEFAULT_GALLERY_SUBJECTS,
                         help='remove, test: also measure recognition on a gallery of this many generated '
-                             f'identities no training sees (seed {generated_data.GALLERY_SEED}), cached in '
+                             f'identities no training sees (seed {generated.GALLERY_SEED}), cached in '
                              '--generated-dir; 0 = skip')
-    parser.add_argument('--generated-dir', default=generated_data.DEFAULT_FOLDER,
+    parser.add_argument('--generated-dir', default=generated.DEFAULT_FOLDER,
                         help='folder caching the generated identities (not part of the repository)')
     parser.add_argument('--batch-size', type=positive_int, default=16, help='images per training step')
     parser.add_argument('--lr', type=positive_float, default=1e-3,
@@ -518,7 +519,7 @@ def parse_args(argv=None):
                         help="checkpoint prefix or folder to test (default: the task's best checkpoint)")
     parser.add_argument('--input', help='infer: a depth PNG or a folder of them; prepare: an .obj or .ply scan '
                                         'or a folder of them')
-    parser.add_argument('--units', choices=prepare_scans.UNIT_CHOICES, default='auto',
+    parser.add_argument('--units', choices=prepare.UNIT_CHOICES, default='auto',
                         help="prepare: the scans' units; auto tells m, cm and mm apart by the face's size")
     parser.add_argument('--output', help='infer: new folder for the neutralised images (and previews/); '
                                          'export: new folder for the frozen graphs, SavedModel and model.json; '
@@ -683,10 +684,10 @@ def main(argv=None, observer=TrainingObserver()):
         if options.mode == 'train':
             train(options, observer)
         elif options.mode == 'prepare':
-            prepare_scans.prepare_files(options.input, options.output, options.units)
+            prepare.prepare_files(options.input, options.output, options.units)
         else:
             {'test': test, 'infer': infer, 'export': export}[options.mode](options)
-    except (UsageError, CheckpointError, DataError, DepthImageError, FolderError, generated_data.GenerationError,
+    except (UsageError, CheckpointError, DataError, DepthImageError, FolderError, generated.GenerationError,
             OSError) as error:  # OSError: an unwritable folder, a path under a file, a full disk
         report_error(PROGRAM, error)
         return 2

@@ -23,17 +23,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from command_line import OneLineErrorParser, whole_number
-from depth_png import read_depth_png, write_depth_png
-from face_model import load_face_model
-from make_dataset import (DEFAULT_FACE_MODEL, INTENSITIES, MIXTURES_PER_SUBJECT, PROTOTYPES, REPOSITORY,
-                          mixture_actions, prototype_weights, random_mixture_weights, render_depth_mm, rotated_about)
-from mesh_io import Scan, read_scan, write_obj, write_ply
-from plotting import PREVIEW_FOLDER
-from prepare_scans import prepare_files
-from rasterise import rasterise_depth
-from safe_files import write_strict_json
-from scan_alignment import MM_PER_UNIT, ScanError, face_template, prepare_scan
+from support.command_line import OneLineErrorParser, whole_number
+from depth.png import read_depth_png, write_depth_png
+from faces.model import load_face_model
+from depth.rasterise import render_depth_mm
+from faces.expressions import (INTENSITIES, MIXTURES_PER_SUBJECT, PROTOTYPES, mixture_actions, prototype_weights,
+                               random_mixture_weights)
+from faces.generator import rotated_about
+from faces.model import DEFAULT_FACE_MODEL
+from support.paths import REPOSITORY
+from scans.mesh_io import Scan, read_scan, write_obj, write_ply
+from evaluation.plotting import PREVIEW_FOLDER
+from scans.prepare import prepare_files
+from depth.rasterise import rasterise_depth
+from support.safe_files import write_strict_json
+from scans.alignment import MM_PER_SCAN_UNIT, ScanError, face_template, prepare_scan
 
 HEIGHT_ERROR_BOUND_MM = 0.5  # the bound on the median height error over the face
 
@@ -149,7 +153,7 @@ def synthetic_scan(model, neutral, face, rng, kind, unit, pose, shift_mm=1000.0,
         if kind == 'cloud':
             triangles = np.zeros((0, 3), np.int64)
     vertices = vertices + rng.normal(0, noise_mm, vertices.shape)
-    return Scan(vertices / MM_PER_UNIT[unit], triangles)
+    return Scan(vertices / MM_PER_SCAN_UNIT[unit], triangles)
 
 
 def not_a_face(rng, count=20000):

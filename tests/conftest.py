@@ -9,7 +9,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from depth_png import write_depth_png  # noqa: E402
+from depth.png import write_depth_png  # noqa: E402
 
 # A network small enough to train in seconds on 2 cores.
 TINY_NETWORK = ['--channels', '8', '--kernel-size', '3', '--batch-size', '4']

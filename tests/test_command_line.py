@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import NO_GENERATED, REPO, TINY_NETWORK, assert_one_line_error, run_program
-import evaluation
-
-
+from support.paths import resolve_recorded_path
 def train_tiny(data, checkpoints, results, *extra):
     return run_program('--mode', 'train', '--data', data, '--checkpoint-dir', checkpoints, '--results-dir', results,
                        *TINY_NETWORK, '--validate-every', 5, '--plot-every', 10, *extra)
@@ -96,8 +94,8 @@ def test_test_mode_metrics_match_a_numpy_recomputation(trained, tmp_path):
     assert os.path.exists(tmp_path / 'test_grid_1.png') and os.path.exists(tmp_path / 'report.md')
 
     import convworking
-    from depth_dataset import Dataset
-    from depth_png import network_to_mm
+    from depth.dataset import Dataset
+    from depth.convention import network_to_mm
     options = convworking.parse_args(['--mode', 'test', '--checkpoint-dir', str(checkpoints)])
     convworking.tf.compat.v1.disable_eager_execution()
     session, network, prefix = convworking.restore_for_inference(options)
@@ -107,7 +105,7 @@ def test_test_mode_metrics_match_a_numpy_recomputation(trained, tmp_path):
     targets = network_to_mm(test_set.targets)
     face = targets > 0
     errors = [(o - t)[f] for o, t, f in zip(outputs, targets, face)]
-    assert evaluation.resolve_recorded_path(metrics['checkpoint']) == os.path.abspath(prefix)
+    assert resolve_recorded_path(metrics['checkpoint']) == os.path.abspath(prefix)
     assert metrics['n_images'] == len(test_set)
     assert metrics['rmse_mm'] == pytest.approx(np.mean([np.sqrt(np.mean(e ** 2)) for e in errors]), rel=1e-4)
     assert metrics['mae_mm'] == pytest.approx(np.mean([np.mean(np.abs(e)) for e in errors]), rel=1e-4)

@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 
 import make_dataset
-from depth_png import read_depth_png
-from face_model import load_face_model
+from depth.png import read_depth_png
+from faces.model import load_face_model
+from depth.convention import DESCRIPTION
+from depth.dataset import SPLITS
+from faces.expressions import INTENSITIES, PROTOTYPES, prototype_weights
+from faces.generator import GENERATOR_VERSION, render_subject, subjects_from_description
+from faces.model import DEFAULT_FACE_MODEL
 
 DATA = Path(__file__).resolve().parents[1] / "data128_128"
 NAME = re.compile(r"(\d{4})_(NE|HA|SA|SU|FE|AN|DI|MX)(\d\d)\.png")
@@ -26,25 +31,25 @@ def description():
 def names():
     """{(kind, split): sorted file names} of the PNG folders on disk."""
     return {(kind, split): sorted(path.name for path in (DATA / kind / split).iterdir())
-            for kind in ("inputs", "targets") for split in make_dataset.SPLITS}
+            for kind in ("inputs", "targets") for split in SPLITS}
 
 
 def test_the_folder_holds_inputs_targets_and_dataset_json_only():
     assert sorted(path.name for path in DATA.iterdir()) == ["dataset.json", "inputs", "targets"]
     for kind in ("inputs", "targets"):
-        assert sorted(path.name for path in (DATA / kind).iterdir()) == sorted(make_dataset.SPLITS)
+        assert sorted(path.name for path in (DATA / kind).iterdir()) == sorted(SPLITS)
 
 
 def test_every_input_has_its_target_and_names_follow_the_pattern(names):
-    for split in make_dataset.SPLITS:
+    for split in SPLITS:
         assert names["inputs", split] == names["targets", split]
         assert names["inputs", split], f"no {split} files"
         assert all(NAME.fullmatch(name) for name in names["inputs", split])
 
 
 def test_splits_are_subject_disjoint(names, description):
-    on_disk = {split: {name[:4] for name in names["inputs", split]} for split in make_dataset.SPLITS}
-    listed = {split: {subject["id"] for subject in description["splits"][split]} for split in make_dataset.SPLITS}
+    on_disk = {split: {name[:4] for name in names["inputs", split]} for split in SPLITS}
+    listed = {split: {subject["id"] for subject in description["splits"][split]} for split in SPLITS}
     for first, second in [("train", "valid"), ("train", "test"), ("valid", "test")]:
         assert not on_disk[first] & on_disk[second]
         assert not listed[first] & listed[second]
@@ -53,8 +58,8 @@ def test_splits_are_subject_disjoint(names, description):
 
 def test_dataset_json_agrees_with_the_files(names, description):
     options = description["options"]
-    assert description["convention"] == make_dataset.CONVENTION
-    assert description["generator"]["version"] == make_dataset.GENERATOR_VERSION
+    assert description["convention"] == DESCRIPTION
+    assert description["generator"]["version"] == GENERATOR_VERSION
     assert {split: len(subjects) for split, subjects in description["splits"].items()} == {
         "train": options["train_subjects"], "valid": options["valid_subjects"], "test": options["test_subjects"]}
 
@@ -62,11 +67,11 @@ def test_dataset_json_agrees_with_the_files(names, description):
     by_split = defaultdict(list)
     for name, entry in files.items():
         by_split[entry["split"]].append(name)
-    assert {split: sorted(by_split[split]) for split in make_dataset.SPLITS} == {
-        split: names["inputs", split] for split in make_dataset.SPLITS}
+    assert {split: sorted(by_split[split]) for split in SPLITS} == {
+        split: names["inputs", split] for split in SPLITS}
 
     expression_names = description["face_model"]["expression_names"]
-    renders_per_subject = 1 + len(make_dataset.PROTOTYPES) * len(make_dataset.INTENSITIES) + options[
+    renders_per_subject = 1 + len(PROTOTYPES) * len(INTENSITIES) + options[
         "mixtures_per_subject"]
     for split, subjects in description["splits"].items():
         for subject in subjects:
@@ -79,8 +84,8 @@ def test_dataset_json_agrees_with_the_files(names, description):
         if code == "NE":
             assert entry["expression_weights"] == {}
         elif code != "MX":
-            intensity = make_dataset.INTENSITIES[int(level) - 1]
-            assert entry["expression_weights"] == make_dataset.prototype_weights(code, intensity, expression_names)
+            intensity = INTENSITIES[int(level) - 1]
+            assert entry["expression_weights"] == prototype_weights(code, intensity, expression_names)
 
 
 def test_it_is_what_the_default_command_makes(description):
@@ -99,7 +104,7 @@ def test_pngs_are_128_by_128_uint16_with_the_neutral_nose_tip_at_the_centre(name
 
 
 def test_targets_are_the_subjects_neutral_face(names):
-    for split in make_dataset.SPLITS:
+    for split in SPLITS:
         targets = defaultdict(set)
         for name in names["targets", split]:
             targets[name[:4]].add((DATA / "targets" / split / name).read_bytes())
@@ -109,13 +114,13 @@ def test_targets_are_the_subjects_neutral_face(names):
 
 
 def test_first_subject_of_each_split_re_renders_from_dataset_json(description, tmp_path):
-    model = load_face_model(make_dataset.DEFAULT_FACE_MODEL)
-    subjects = make_dataset.subjects_from_description(description)
-    for split in make_dataset.SPLITS:
+    model = load_face_model(DEFAULT_FACE_MODEL)
+    subjects = subjects_from_description(description)
+    for split in SPLITS:
         subject = next(subject for subject in subjects if subject.split == split)
         for kind in ("inputs", "targets"):
             (tmp_path / kind / split).mkdir(parents=True)
-        make_dataset.render_subject(model, subject, tmp_path, description["options"]["depth_noise_mm"])
+        render_subject(model, subject, tmp_path, description["options"]["depth_noise_mm"])
         for render in subject.renders:
             for kind in ("inputs", "targets"):
                 # Pixels, not bytes: another zlib may compress the same image differently.

@@ -5,7 +5,13 @@ import os
 import numpy as np
 import pytest
 
-import evaluation
+from conftest import REPO
+from evaluation.baselines import LinearBaseline, mean_face
+from evaluation.metrics import (METRIC_NAMES, MS_SSIM_FILTER_SIZE, WITHIN_SLACK_MM, mean_abs_error_map, ms_ssim,
+                                parse_name, per_image_metrics, summarise)
+from evaluation.recognition import RECOGNITION_DISTANCE, equal_error_rate, face_distances, recognition
+from evaluation.report import print_table, write_report
+from support.paths import recorded_path, resolve_recorded_path
 
 SIZE = 128
 
@@ -25,13 +31,13 @@ def _face(seed=0, size=SIZE):
 def test_constant_offset_over_face_gives_one_mm():
     target = np.stack([_face(0), _face(1)])
     output = target + np.float32(1.0) * (target > 0)  # float32, as the network's heights are
-    metrics = evaluation.per_image_metrics(output, target)
+    metrics = per_image_metrics(output, target)
     np.testing.assert_allclose(metrics['rmse_mm'], 1.0, atol=1e-6)
     np.testing.assert_allclose(metrics['mae_mm'], 1.0, atol=1e-6)
     np.testing.assert_allclose(metrics['within_1mm'], 1.0)
     np.testing.assert_allclose(metrics['within_2mm'], 1.0)
-    assert set(metrics) == set(evaluation.METRIC_NAMES)
-    beyond = evaluation.per_image_metrics(target + np.float32(1.1) * (target > 0), target)
+    assert set(metrics) == set(METRIC_NAMES)
+    beyond = per_image_metrics(target + np.float32(1.1) * (target > 0), target)
     np.testing.assert_allclose(beyond['within_1mm'], 0.0)
     np.testing.assert_allclose(beyond['within_2mm'], 1.0)
 
@@ -40,13 +46,13 @@ def test_known_pattern_matches_numpy_recomputation():
     rng = np.random.default_rng(3)
     target = np.stack([_face(2), _face(3), _face(4)])
     output = target + rng.normal(0, 1.5, target.shape).astype(np.float32)
-    metrics = evaluation.per_image_metrics(output[..., np.newaxis], target[..., np.newaxis])  # N x H x W x 1
+    metrics = per_image_metrics(output[..., np.newaxis], target[..., np.newaxis])  # N x H x W x 1
     for i in range(len(target)):
         face = target[i] > 0
         error = (output[i].astype(np.float64) - target[i])[face]
         assert metrics['rmse_mm'][i] == pytest.approx(np.sqrt(np.mean(error ** 2)), rel=1e-9)
         assert metrics['mae_mm'][i] == pytest.approx(np.mean(np.abs(error)), rel=1e-9)
-        slack = evaluation.WITHIN_SLACK_MM
+        slack = WITHIN_SLACK_MM
         assert metrics['within_1mm'][i] == pytest.approx(np.mean(np.abs(error) <= 1 + slack), rel=1e-12)
         assert metrics['within_2mm'][i] == pytest.approx(np.mean(np.abs(error) <= 2 + slack), rel=1e-12)
         assert 0 < metrics['within_1mm'][i] < metrics['within_2mm'][i] < 1
@@ -56,37 +62,38 @@ def test_background_pixels_are_ignored_and_empty_faces_are_nan():
     target = np.stack([_face(5), np.zeros((SIZE, SIZE), np.float32)])
     output = target.copy()
     output[target == 0] = 50.0  # wrong everywhere outside the face
-    metrics = evaluation.per_image_metrics(output, target)
+    metrics = per_image_metrics(output, target)
     assert metrics['rmse_mm'][0] == 0.0 and metrics['mae_mm'][0] == 0.0
     assert metrics['within_1mm'][0] == 1.0
-    for name in evaluation.METRIC_NAMES:
+    for name in METRIC_NAMES:
         assert math.isnan(metrics[name][1]), name
 
 
 def test_ms_ssim_is_one_for_identical_and_below_one_for_different_images():
     target = np.stack([_face(6), _face(7)])
     different = np.stack([_face(8), _face(6) * 0.8])
-    assert evaluation.MS_SSIM_FILTER_SIZE <= SIZE // 16  # the coarsest of the 5 scales is 8 x 8
-    np.testing.assert_allclose(evaluation.ms_ssim(target, target), 1.0, atol=1e-4)
-    assert np.all(evaluation.ms_ssim(different, target) < 0.99)
+    assert MS_SSIM_FILTER_SIZE <= SIZE // 16  # the coarsest of the 5 scales is 8 x 8
+    np.testing.assert_allclose(ms_ssim(target, target), 1.0, atol=1e-4)
+    assert np.all(ms_ssim(different, target) < 0.99)
 
 
 def test_ms_ssim_works_with_eager_disabled_in_the_caller():
     # Mimic convworking.py's test mode in a subprocess, so that this test process stays eager.
     import subprocess
     import sys
-    code = ("import tensorflow as tf; tf.compat.v1.disable_eager_execution(); import numpy as np, evaluation;"
+    code = ("import tensorflow as tf; tf.compat.v1.disable_eager_execution(); "
+            "import numpy as np; from evaluation.metrics import ms_ssim;"
             "a = np.full((1, 128, 128), 50, np.float32); a[0, 30:90, 40:80] = 90;"
-            "print(float(evaluation.ms_ssim(a, a)[0]))")
+            "print(float(ms_ssim(a, a)[0]))")
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120,
-                            cwd=str(__import__('pathlib').Path(evaluation.__file__).parent))
+                            cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_mean_abs_error_map_is_nan_off_the_face():
     target = np.stack([_face(9), _face(10)])
-    error_map = evaluation.mean_abs_error_map(target + 2 * (target > 0), target)
+    error_map = mean_abs_error_map(target + 2 * (target > 0), target)
     assert np.all(np.isnan(error_map[(target == 0).all(axis=0)]))
     np.testing.assert_allclose(error_map[(target > 0).any(axis=0)], 2.0)
 
@@ -103,14 +110,14 @@ def test_mean_abs_error_map_is_nan_off_the_face():
     ('0017_ha04.png', (None, '??', '??')),
 ])
 def test_parse_name(name, expected):
-    assert evaluation.parse_name(name) == expected
+    assert parse_name(name) == expected
 
 
 def test_summarise_groups_per_code_and_level_and_unknown():
     names = ['0001_HA01.png', '0001_HA02.png', '0002_SA01.png', '0002_NE00.png', 'odd.png']
     per_image = {'rmse_mm': np.array([1.0, 3.0, 5.0, 7.0, 9.0]),
                  'mae_mm': np.array([0.5, 1.5, 2.5, np.nan, 4.5])}
-    summary = evaluation.summarise(per_image, names)
+    summary = summarise(per_image, names)
     assert summary['n'] == 5 and summary['rmse_mm'] == pytest.approx(5.0)
     assert summary['mae_mm'] == pytest.approx(np.mean([0.5, 1.5, 2.5, 4.5]))  # NaN left out
     expression = summary['per_expression']
@@ -131,7 +138,7 @@ def test_mean_face_averages_over_faces_only():
     faces[:, 2:6, 2:6] = [[[10]], [[20]], [[30]], [[40]]]
     faces[0, 0, 0] = 99  # only one face in four covers this pixel: background in the mean
     faces[:2, 7, 7] = 50  # half of them: kept, averaged over those two
-    mean = evaluation.mean_face(faces)
+    mean = mean_face(faces)
     assert mean.shape == (8, 8)
     np.testing.assert_allclose(mean[2:6, 2:6], 25.0)
     assert mean[0, 0] == 0 and mean[7, 7] == 50 and mean[1, 1] == 0
@@ -151,7 +158,7 @@ def test_linear_baseline_recovers_an_exactly_linear_mapping():
 
     train_inputs, train_targets = sample(80)
     test_inputs, test_targets = sample(20)
-    baseline = evaluation.LinearBaseline(n_input_components=20, n_target_components=20, alpha=1e-12)
+    baseline = LinearBaseline(n_input_components=20, n_target_components=20, alpha=1e-12)
     predicted = baseline.fit(train_inputs, train_targets).predict(test_inputs)
     assert predicted.shape == test_targets.shape
     np.testing.assert_allclose(predicted, test_targets, atol=1e-3 * np.abs(test_targets).max())
@@ -162,7 +169,7 @@ def test_linear_baseline_recovers_an_exactly_linear_mapping():
 
 
 def test_linear_baseline_defaults_are_documented():
-    baseline = evaluation.LinearBaseline()
+    baseline = LinearBaseline()
     assert (baseline.n_input_components, baseline.n_target_components, baseline.alpha) == (100, 60, 1.0)
     assert 'not fitted' in baseline.describe()
 
@@ -180,7 +187,7 @@ def test_recognition_of_noisy_gallery_copies_is_perfect():
     rng = np.random.default_rng(0)
     probes = np.concatenate([gallery, gallery, gallery])
     probes = np.where(probes > 0, probes + rng.normal(0, 0.1, probes.shape), 0)
-    result = evaluation.recognition(gallery, ids, probes, ids * 3)
+    result = recognition(gallery, ids, probes, ids * 3)
     assert result['rank1'] == 1.0 and result['eer'] == 0.0
     assert 'union' in result['distance']
     assert result['n_gallery'] == 5 and result['n_probes'] == 15
@@ -190,7 +197,7 @@ def test_recognition_with_swapped_identities_fails_some():
     gallery, ids = _gallery()
     probes = gallery.copy()
     swapped_ids = ['s1', 's0', 's2', 's3', 's4']  # the first two probes carry each other's id
-    result = evaluation.recognition(gallery, ids, probes, swapped_ids)
+    result = recognition(gallery, ids, probes, swapped_ids)
     assert result['rank1'] == pytest.approx(0.6)
     assert 0 < result['eer'] < 1
 
@@ -201,7 +208,7 @@ def test_face_distance_is_rms_over_the_union_of_masks():
     a[0, 0, :2] = 10  # two pixels only in a
     b[0, 0, 1:3] = 13  # one shared pixel, one only in b
     expected = np.sqrt((10 ** 2 + 3 ** 2 + 13 ** 2) / 3)
-    assert evaluation.face_distances(a, b)[0, 0] == pytest.approx(expected)
+    assert face_distances(a, b)[0, 0] == pytest.approx(expected)
 
 
 def test_face_distances_match_a_direct_numpy_recomputation():
@@ -216,15 +223,15 @@ def test_face_distances_match_a_direct_numpy_recomputation():
             union = (probe > 0) | (face > 0)
             difference = np.where(probe > 0, probe, 0) - np.where(face > 0, face, 0)
             expected[p, g] = np.sqrt((difference[union] ** 2).sum() / max(union.sum(), 1))
-    np.testing.assert_allclose(evaluation.face_distances(gallery, probes), expected, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(face_distances(gallery, probes), expected, rtol=1e-9, atol=1e-9)
 
 
 def test_equal_error_rate_interpolates_the_crossing():
     # Genuine 1, 2, 3; impostor 2.5, 4, 5: at threshold 2 FAR 0, FRR 1/3; at 2.5 FAR 1/3, FRR 1/3.
-    assert evaluation.equal_error_rate([1, 2, 3], [2.5, 4, 5]) == pytest.approx(1 / 3)
-    assert evaluation.equal_error_rate([1, 2], [3, 4]) == 0.0
-    assert evaluation.equal_error_rate([3, 4], [1, 2]) == pytest.approx(1.0)  # FAR meets FRR at 1
-    assert math.isnan(evaluation.equal_error_rate([], [1.0]))
+    assert equal_error_rate([1, 2, 3], [2.5, 4, 5]) == pytest.approx(1 / 3)
+    assert equal_error_rate([1, 2], [3, 4]) == 0.0
+    assert equal_error_rate([3, 4], [1, 2]) == pytest.approx(1.0)  # FAR meets FRR at 1
+    assert math.isnan(equal_error_rate([], [1.0]))
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -242,16 +249,16 @@ def _fake_metrics(recognition):
     return dict(model, checkpoint='ckpt/model-100', data='data/test',
                 baselines={'identity': _block(3.5), 'mean_face': _block(4.25), 'linear': _block(2.0)},
                 recognition=recognition, linear_baseline='PCA + ridge: test description',
-                ms_ssim_filter_size=evaluation.MS_SSIM_FILTER_SIZE)
+                ms_ssim_filter_size=MS_SSIM_FILTER_SIZE)
 
 
 def test_write_report_writes_tables_and_figure(tmp_path, capsys):
     recognition = {'raw': {'rank1': 0.75, 'eer': 0.125}, 'neutralised': {'rank1': 0.9, 'eer': 0.05},
-                   'distance': evaluation.RECOGNITION_DISTANCE, 'n_gallery': 20, 'n_probes': 600}
+                   'distance': RECOGNITION_DISTANCE, 'n_gallery': 20, 'n_probes': 600}
     metrics = _fake_metrics(recognition)
     error_map = np.full((SIZE, SIZE), np.nan)
     error_map[30:90, 40:80] = np.linspace(0.1, 3, 60)[:, np.newaxis]
-    markdown_path, image_path = evaluation.write_report(metrics, tmp_path / 'results', error_map)
+    markdown_path, image_path = write_report(metrics, tmp_path / 'results', error_map)
 
     text = (tmp_path / 'results' / 'report.md').read_text()
     assert str(markdown_path).endswith('report.md') and str(image_path).endswith('report.png')
@@ -263,30 +270,30 @@ def test_write_report_writes_tables_and_figure(tmp_path, capsys):
     assert '| 04 | 5 | 3.234 | 5.500 | 6.250 | 4.000 |' in text
     assert '| raw (with expression) | 75.0 % | 12.5 % |' in text
     assert '| neutralised by the model | 90.0 % | 5.0 % |' in text
-    assert f'MS-SSIM filter size: {evaluation.MS_SSIM_FILTER_SIZE}' in text
+    assert f'MS-SSIM filter size: {MS_SSIM_FILTER_SIZE}' in text
     assert 'PCA + ridge: test description' in text
     png = (tmp_path / 'results' / 'report.png').read_bytes()
     assert png.startswith(b'\x89PNG') and len(png) > 10_000
 
-    evaluation.print_table(metrics)
+    print_table(metrics)
     printed = capsys.readouterr().out
     assert 'mean_face' in printed and '1.234' in printed and 'expression' in printed
 
 
 def test_write_report_notes_skipped_recognition(tmp_path):
     metrics = _fake_metrics({'skipped': 'no neutral gallery images'})
-    evaluation.write_report(metrics, tmp_path, None)
+    write_report(metrics, tmp_path, None)
     text = (tmp_path / 'report.md').read_text()
     assert 'Recognition skipped: no neutral gallery images' in text
     assert (tmp_path / 'report.png').exists()
 
 
 def test_recorded_paths_are_relative_to_the_repository_and_resolve_back(tmp_path):
-    repository = os.path.dirname(os.path.abspath(evaluation.__file__))
+    repository = REPO
     inside = os.path.join(repository, 'checkpoints', 'remove', 'best-6000')
-    assert evaluation.recorded_path(inside) == os.path.join('checkpoints', 'remove', 'best-6000')
+    assert recorded_path(inside) == os.path.join('checkpoints', 'remove', 'best-6000')
     outside = str(tmp_path / 'run' / 'best-10')
-    assert not os.path.isabs(evaluation.recorded_path(outside))
+    assert not os.path.isabs(recorded_path(outside))
     for path in (inside, outside):
-        assert evaluation.resolve_recorded_path(evaluation.recorded_path(path)) == path
-    assert evaluation.resolve_recorded_path(outside) == outside     # files written before kept absolute paths
+        assert resolve_recorded_path(recorded_path(path)) == path
+    assert resolve_recorded_path(outside) == outside     # files written before kept absolute paths

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-import make_dataset
-from face_model import FaceModelError, FolderTopology, load_face_model
+from faces.model import FaceModelError, FolderTopology, load_face_model
 from fake_face_model import dome_face_arrays, write_fake_npz
+from faces.model import DEFAULT_FACE_MODEL
 
 
 # A FaceXModel folder in miniature. Source vertices 0-4 form the group "face" (polygon 0, a pentagon),
@@ -166,7 +166,7 @@ def test_kept_polygon_using_a_dropped_vertex_is_a_one_line_error(face_x_folder):
 
 
 def test_the_repository_model_loads_with_the_documented_shapes():
-    model = load_face_model(make_dataset.DEFAULT_FACE_MODEL)
+    model = load_face_model(DEFAULT_FACE_MODEL)
     assert model.neutral.shape == (22752, 3)
     assert model.identity_modes.shape == (100, 22752, 3)
     assert model.expression_modes.shape == (53, 22752, 3)

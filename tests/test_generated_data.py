@@ -11,10 +11,10 @@ import pytest
 
 from conftest import REPO, TINY_NETWORK, run_program
 import convworking
-import generated_data
-import make_dataset
-from depth_dataset import Dataset
-from tasks import TASKS
+from faces import generated
+from depth.dataset import Dataset
+from training.tasks import TASKS
+from depth.dataset import SPLITS
 
 COMMITTED = Path(REPO) / 'data128_128'
 
@@ -29,38 +29,38 @@ def folder_contents(folder):
 def two_generated(tmp_path_factory):
     """Two generated training subjects, rendered once for this module: (cache root, folder)."""
     root = tmp_path_factory.mktemp('generated')
-    return root, generated_data.ensure_training_identities(str(root), 2)
+    return root, generated.ensure_training_identities(str(root), 2)
 
 
 def test_generated_identities_are_deterministic(two_generated, tmp_path):
     _, folder = two_generated
-    again = generated_data.ensure_training_identities(str(tmp_path), 2)
+    again = generated.ensure_training_identities(str(tmp_path), 2)
     assert folder_contents(folder) == folder_contents(again)
-    per_subject = 1 + 6 * 4 + generated_data.TRAINING_MIXTURES
+    per_subject = 1 + 6 * 4 + generated.TRAINING_MIXTURES
     assert len(os.listdir(os.path.join(folder, 'inputs', 'train'))) == 2 * per_subject
 
 
 def test_a_cached_folder_is_reused_not_rendered_again(two_generated):
     root, folder = two_generated
     stamp = os.path.getmtime(os.path.join(folder, 'dataset.json'))
-    assert generated_data.ensure_training_identities(str(root), 2) == folder
+    assert generated.ensure_training_identities(str(root), 2) == folder
     assert os.path.getmtime(os.path.join(folder, 'dataset.json')) == stamp
 
 
 def test_generated_identities_are_disjoint_from_the_committed_subjects(two_generated, tmp_path):
     _, folder = two_generated
-    gallery = generated_data.ensure_gallery(str(tmp_path), 2)
+    gallery = generated.ensure_gallery(str(tmp_path), 2)
     committed = json.loads((COMMITTED / 'dataset.json').read_text())['splits']
-    committed_weights = np.array([subject['identity_weights'] for split in make_dataset.SPLITS
+    committed_weights = np.array([subject['identity_weights'] for split in SPLITS
                                   for subject in committed[split]])
-    for generated in (folder, gallery):
+    for made in (folder, gallery):
         weights = np.array([subject['identity_weights'] for subject in
-                            json.loads(Path(generated, 'dataset.json').read_text())['splits']['train']])
+                            json.loads(Path(made, 'dataset.json').read_text())['splits']['train']])
         # Every generated identity is far from every committed one (identity weights are N(0, 1) in 100 dims).
         distances = np.linalg.norm(weights[:, np.newaxis] - committed_weights[np.newaxis], axis=2)
         assert distances.min() > 1.0
-    assert json.loads(Path(folder, 'dataset.json').read_text())['seed'] == generated_data.TRAINING_SEED
-    assert json.loads(Path(gallery, 'dataset.json').read_text())['seed'] == generated_data.GALLERY_SEED
+    assert json.loads(Path(folder, 'dataset.json').read_text())['seed'] == generated.TRAINING_SEED
+    assert json.loads(Path(gallery, 'dataset.json').read_text())['seed'] == generated.GALLERY_SEED
 
 
 def test_zero_generated_subjects_is_the_committed_training_split_only(tiny_data, tmp_path):
@@ -97,7 +97,7 @@ def test_a_tiny_training_with_generated_subjects_runs_end_to_end(tiny_data, two_
                            '--checkpoint-dir', checkpoints, '--results-dir', results, *TINY_NETWORK,
                            '--max-steps', 8, '--validate-every', 4)
     assert finished.returncode == 0, finished.stderr
-    training_pairs = len(Dataset.load(tiny_data, 'train')) + 2 * (25 + generated_data.TRAINING_MIXTURES)
+    training_pairs = len(Dataset.load(tiny_data, 'train')) + 2 * (25 + generated.TRAINING_MIXTURES)
     assert f'{training_pairs} training' in finished.stdout
     options = json.loads((checkpoints / 'remove' / 'options.json').read_text())
     assert options['training']['generated_subjects'] == 2

@@ -11,9 +11,10 @@ import pytest
 
 from conftest import REPO, TINY_NETWORK, run_program, synthetic_pair
 from convworking import Network, parse_args, tf
-from depth_dataset import DataError
-from depth_png import DepthImageError, depth_mm_to_units, mm_to_network, network_to_mm, write_depth_png
-import inference
+from depth.dataset import DataError
+from depth.convention import mm_to_network, network_to_mm
+from depth.png import DepthImageError, depth_mm_to_units, write_depth_png
+from inference.neutralise import neutralise
 
 THRESHOLD_MM = 10.0  # the command line's default --threshold-mm
 
@@ -120,7 +121,7 @@ def test_infer_resize_on_one_file(checkpoint, scans, tmp_path):
     raw = read_raw(tmp_path / 'out' / 'too_big.png')
     assert raw.dtype == np.uint16 and raw.shape == (128, 128)
     assert os.path.exists(tmp_path / 'out' / 'previews' / 'too_big.png')
-    resampled = inference.resample_depth(read_raw(scans / 'too_big.png').astype(np.float32) * 0.1)
+    resampled = neutralise.resample_depth(read_raw(scans / 'too_big.png').astype(np.float32) * 0.1)
     expected, output_mm = expected_units(checkpoint, resampled, 16)
     away_from_threshold = np.abs(output_mm - THRESHOLD_MM) > 0.05
     assert np.abs(raw.astype(int) - expected.astype(int))[away_from_threshold].max() <= 1
@@ -129,7 +130,7 @@ def test_infer_resize_on_one_file(checkpoint, scans, tmp_path):
 def test_resample_depth_keeps_heights_and_aspect():
     plateau = np.zeros((100, 300), np.float32)
     plateau[20:80, 100:200] = 100.0        # a 100 mm plateau of 100 x 60 pixels
-    resampled = inference.resample_depth(plateau)
+    resampled = neutralise.resample_depth(plateau)
     assert resampled.shape == (128, 128)
     face = resampled[resampled > 0]
     assert np.allclose(face, 100.0)        # no ramp of averaged background at the outline
@@ -162,7 +163,7 @@ def test_infer_refusals(scans, tmp_path, case):
     }[case]
     before = sorted(os.listdir(scans))
     with pytest.raises((DataError, DepthImageError), match=message):
-        inference.neutralise_files(None, None, str(given[0]), str(given[1]), resize=False, batch_size=4,
+        neutralise.neutralise_files(None, None, str(given[0]), str(given[1]), resize=False, batch_size=4,
                                    threshold_mm=THRESHOLD_MM)
     assert sorted(os.listdir(scans)) == before
     assert not os.path.exists(tmp_path / 'out')
@@ -230,7 +231,7 @@ def test_export_writes_the_files_and_model_json(checkpoint, exported):
     assert info['input']['shape'] == [None, 128, 128, 1] == info['output']['shape']
     assert info['scale']['full_scale_mm'] == 127.5
     assert info['scale']['png_mm_per_unit'] == {'16-bit': 0.1, '8-bit': 0.5}
-    assert inference.evaluation.resolve_recorded_path(info['checkpoint']) == os.path.abspath(checkpoint[0])
+    assert neutralise.evaluation.resolve_recorded_path(info['checkpoint']) == os.path.abspath(checkpoint[0])
     assert info['step'] == int(checkpoint[0].rsplit('-', 1)[1])
     assert info['valid_rmse_mm'] == pytest.approx(tf.train.load_variable(checkpoint[0], 'best_valid_score'))
     assert info['test_rmse_mm'] == 4.25
@@ -265,14 +266,14 @@ def test_exported_forms_reproduce_the_checkpoint_without_the_projects_code(check
 
 def test_export_refuses_to_overwrite(checkpoint, exported):
     with pytest.raises(DataError, match='already exists; export never overwrites'):
-        inference.export_model(None, None, checkpoint[0], str(exported[0]), threshold_mm=THRESHOLD_MM,
+        neutralise.export_model(None, None, checkpoint[0], str(exported[0]), threshold_mm=THRESHOLD_MM,
                                bfloat16=False, test_rmse_mm=None)
 
 
 def test_test_rmse_is_taken_only_for_the_same_checkpoint_and_data(tmp_path):
     with open(tmp_path / 'test_metrics.json', 'w') as file:
         json.dump({'checkpoint': 'checkpoints/remove/best-100', 'data': 'data128_128', 'rmse_mm': 3.0}, file)
-    rmse = lambda checkpoint, data='data128_128', results=tmp_path: inference.rmse_on_test_split(
+    rmse = lambda checkpoint, data='data128_128', results=tmp_path: neutralise.rmse_on_test_split(
         os.path.join(REPO, checkpoint), str(results), os.path.join(REPO, data))
     assert rmse('checkpoints/remove/best-100') == 3.0
     assert rmse('checkpoints/remove/best-200') is None

@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 
 import make_dataset
-from face_model import load_face_model
+from faces.model import load_face_model
 import fake_face_model
 from fake_face_model import write_fake_npz
+from depth.convention import IMAGE_CENTRE
+from depth.rasterise import render_depth_mm
+from faces.generator import plan_dataset, render_subject, subjects_from_description
+from faces.model import DEFAULT_FACE_MODEL
 
 SCRIPT = Path(make_dataset.__file__)
 TINY_COUNTS = ["--train-subjects", "2", "--valid-subjects", "1", "--test-subjects", "1",
@@ -31,14 +35,14 @@ def folder_contents(folder):
 # ---------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real_model():
-    return load_face_model(make_dataset.DEFAULT_FACE_MODEL)
+    return load_face_model(DEFAULT_FACE_MODEL)
 
 
 @pytest.mark.parametrize("identity_seed", [None, 1, 2, 3])
 def test_neutral_nose_tip_lands_at_the_image_centre_120_mm_above_the_back_plane(real_model, identity_seed):
     identity = np.zeros(100) if identity_seed is None else np.random.default_rng(identity_seed).standard_normal(100)
     neutral = real_model.neutral_face_mm(identity)
-    depth = make_dataset.render_depth_mm(neutral, neutral[real_model.nose_tip], real_model.triangles)
+    depth = render_depth_mm(neutral, neutral[real_model.nose_tip], real_model.triangles)
     assert depth.shape == (128, 128)
     # The nose tip is at (63.5, 63.5): the centres of the four central pixels lie within one pixel of it.
     central = depth[63:65, 63:65]
@@ -49,10 +53,10 @@ def test_neutral_nose_tip_lands_at_the_image_centre_120_mm_above_the_back_plane(
 def test_neutral_input_equals_its_target_exactly(real_model, tmp_path):
     options = make_dataset.parse_arguments(["--train-subjects", "1", "--valid-subjects", "0", "--test-subjects",
                                             "0", "--mixtures-per-subject", "0"])
-    [subject] = make_dataset.plan_dataset(options, real_model)
+    [subject] = plan_dataset(options, real_model)
     for kind in ("inputs", "targets"):
         (tmp_path / kind / "train").mkdir(parents=True)
-    make_dataset.render_subject(real_model, subject, tmp_path, depth_noise_mm=0.0)
+    render_subject(real_model, subject, tmp_path, depth_noise_mm=0.0)
     neutral_input = tmp_path / "inputs" / "train" / "0000_NE00.png"
     assert neutral_input.read_bytes() == (tmp_path / "targets" / "train" / "0000_NE00.png").read_bytes()
     assert neutral_input.read_bytes() != (tmp_path / "inputs" / "train" / "0000_HA04.png").read_bytes()
@@ -62,9 +66,9 @@ def test_jaw_open_changes_the_face_mostly_below_the_nose(real_model):
     neutral = real_model.neutral_face_mm(np.random.default_rng(5).standard_normal(100))
     nose_tip = neutral[real_model.nose_tip]
     jaw_open = real_model.expressive_face_mm(neutral, {"jawOpen": 1.0})
-    change = abs(make_dataset.render_depth_mm(jaw_open, nose_tip, real_model.triangles)
-                 - make_dataset.render_depth_mm(neutral, nose_tip, real_model.triangles))
-    below_nose = np.arange(128) > make_dataset.IMAGE_CENTRE
+    change = abs(render_depth_mm(jaw_open, nose_tip, real_model.triangles)
+                 - render_depth_mm(neutral, nose_tip, real_model.triangles))
+    below_nose = np.arange(128) > IMAGE_CENTRE
     assert (change > 1.0).sum() > 1000
     # The jaw also pulls the face's lateral edges near the ears a little, above the nose: "mostly" is 90 %.
     assert change[below_nose].sum() > 0.9 * change.sum()
@@ -188,9 +192,9 @@ def test_dataset_json_is_enough_to_re_render_every_file(tiny_runs, tmp_path):
     for entry in description["files"].values():
         assert set(entry["expression_weights"]) <= set(description["face_model"]["expression_names"])
 
-    for subject in make_dataset.subjects_from_description(description):
+    for subject in subjects_from_description(description):
         for kind in ("inputs", "targets"):
             (tmp_path / kind / subject.split).mkdir(parents=True, exist_ok=True)
-        make_dataset.render_subject(model, subject, tmp_path, description["options"]["depth_noise_mm"])
+        render_subject(model, subject, tmp_path, description["options"]["depth_noise_mm"])
     assert folder_contents(tmp_path) == {name: content for name, content in folder_contents(output).items()
                                          if name != "dataset.json"}

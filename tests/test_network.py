@@ -4,7 +4,7 @@ import pytest
 
 from conftest import synthetic_pair
 from convworking import ARCHITECTURE_DEFAULTS, Network, TrainingSetup, tf
-from depth_png import mm_to_network
+from depth.convention import mm_to_network
 
 TINY = dict(ARCHITECTURE_DEFAULTS, channels=8, kernel_size=3)
 

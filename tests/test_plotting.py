@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-import evaluation
+from evaluation.report import report_figure
 from conftest import synthetic_pair
-from depth_png import mm_to_network
-from plotting import HEIGHT_LABEL, LIGHT, ROW_TITLES, lit_relief, results_grid_figure, save_results_grid
+from depth.convention import mm_to_network
+from evaluation.plotting import HEIGHT_LABEL, LIGHT, ROW_TITLES, lit_relief, results_grid_figure, save_results_grid
 
 
 def figure_texts(figure):
@@ -55,7 +55,7 @@ def test_the_relief_is_shaded_by_the_surface_normal_and_white_where_there_is_no_
 
 
 def lit_colour(value):
-    from plotting import HEIGHT_COLOURS
+    from evaluation.plotting import HEIGHT_COLOURS
     return HEIGHT_COLOURS(value)[:3]
 
 
@@ -64,7 +64,7 @@ def test_the_heat_map_stops_at_the_99th_percentile_and_says_so():
     error_map[30:90, 40:80] = np.linspace(0.1, 3, 60)[:, np.newaxis]
     error_map[30, 40] = 11.0                         # one silhouette pixel far off
     metrics = {'per_expression': {}}
-    figure = evaluation.report_figure(metrics, error_map)
+    figure = report_figure(metrics, error_map)
     heat_image = figure.axes[1].get_images()[0]
     assert heat_image.get_clim() == (0, pytest.approx(np.nanpercentile(error_map, 99)))
     assert 'mean |error| (mm), clipped at its 99th percentile' in [axis.get_ylabel() for axis in figure.axes]

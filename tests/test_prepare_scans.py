@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_line_error, run_program
-from depth_png import read_depth_png
-from face_model import load_face_model
-from depth_dataset import IMAGE_SIZE, PIXEL_PITCH_MM
-from make_dataset import (BACK_PLANE_MM, DEFAULT_FACE_MODEL, IMAGE_CENTRE, INTENSITIES, MIXTURES_PER_SUBJECT, PROTOTYPES,
-                          prototype_weights)
-from mesh_io import MeshError, read_scan, write_obj, write_ply
-import safe_files
-import scan_alignment
+from depth.png import read_depth_png
+from faces.model import load_face_model
+from depth.convention import IMAGE_SIZE, PIXEL_PITCH_MM
+from depth.convention import BACK_PLANE_MM, IMAGE_CENTRE
+from faces.expressions import INTENSITIES, MIXTURES_PER_SUBJECT, PROTOTYPES, prototype_weights
+from faces.model import DEFAULT_FACE_MODEL
+from scans.mesh_io import MeshError, read_scan, write_obj, write_ply
+from support import safe_files
+from scans import alignment
 import scan_benchmark
 
 
@@ -24,7 +25,7 @@ def model():
 
 @pytest.fixture(scope='module')
 def template(model):
-    return scan_alignment.face_template(model)
+    return alignment.face_template(model)
 
 
 def test_obj_and_ply_round_trip_vertices_and_triangles(tmp_path):
@@ -55,7 +56,7 @@ def test_obj_polygons_become_fans_and_bad_files_are_named(tmp_path):
 @pytest.mark.parametrize('unit', ['m', 'cm', 'mm'])
 def test_units_are_told_apart_by_the_face_size(model, unit):
     face = model.neutral_face_mm(np.zeros(len(model.identity_modes)))
-    assert scan_alignment.detect_units(face / scan_alignment.MM_PER_UNIT[unit]) == unit
+    assert alignment.detect_units(face / alignment.MM_PER_UNIT[unit]) == unit
 
 
 MEDIAN_HEIGHT_ERROR_MM = scan_benchmark.HEIGHT_ERROR_BOUND_MM  # the bound, for every promised pose
@@ -72,7 +73,7 @@ def test_a_turned_shifted_scan_comes_out_as_the_exact_render(model, template, ex
     neutral, face = scan_benchmark.new_subject(model, rng, scan_benchmark.prototype(model, expression))
     exact = scan_benchmark.exact_depth_mm(model, neutral, face)
     scan = scan_benchmark.synthetic_scan(model, neutral, face, rng, kind, unit, pose, shift_mm=400.0)
-    prepared = scan_alignment.prepare_scan(scan, template)
+    prepared = alignment.prepare_scan(scan, template)
     assert prepared.units == unit
     assert prepared.depth_mm.shape == (128, 128)
     error, coverage = scan_benchmark.height_error_and_coverage(prepared.depth_mm, exact)
@@ -100,13 +101,13 @@ def test_a_face_whose_nose_is_not_among_its_three_most_prominent_points_is_prepa
     # stand out more than its nose, the fifth most prominent point.
     item = next(item for item in scan_benchmark.benchmark_scans(model, 11) if item.number == 9)
     assert item.name == '0009_SU04.png'
-    prepared = scan_alignment.prepare_scan(item.scan, template)
+    prepared = alignment.prepare_scan(item.scan, template)
     exact = scan_benchmark.exact_depth_mm(model, item.neutral, item.face)
     error, coverage = scan_benchmark.height_error_and_coverage(prepared.depth_mm, exact)
     assert error <= MEDIAN_HEIGHT_ERROR_MM and coverage >= 0.9, (error, coverage)
-    monkeypatch.setattr(scan_alignment, 'NOSE_CANDIDATES', 3)
-    with pytest.raises(scan_alignment.ScanError, match='does not look like a face'):
-        scan_alignment.prepare_scan(item.scan, template)
+    monkeypatch.setattr(alignment, 'NOSE_CANDIDATES', 3)
+    with pytest.raises(alignment.ScanError, match='does not look like a face'):
+        alignment.prepare_scan(item.scan, template)
 
 
 def test_puffed_cheeks_are_found_from_the_puffed_cheek_start(model, template, monkeypatch):
@@ -117,12 +118,12 @@ def test_puffed_cheeks_are_found_from_the_puffed_cheek_start(model, template, mo
     exact = scan_benchmark.exact_depth_mm(model, item.neutral, item.face)
 
     def height_error(template):
-        prepared = scan_alignment.prepare_scan(item.scan, template)
+        prepared = alignment.prepare_scan(item.scan, template)
         return scan_benchmark.height_error_and_coverage(prepared.depth_mm, exact)[0]
 
     assert height_error(template) <= MEDIAN_HEIGHT_ERROR_MM
-    monkeypatch.setattr(scan_alignment, 'WHOLE_FACE_STARTS', scan_alignment.WHOLE_FACE_STARTS[:2])
-    assert height_error(scan_alignment.face_template(model)) > 2 * MEDIAN_HEIGHT_ERROR_MM
+    monkeypatch.setattr(alignment, 'WHOLE_FACE_STARTS', alignment.WHOLE_FACE_STARTS[:2])
+    assert height_error(alignment.face_template(model)) > 2 * MEDIAN_HEIGHT_ERROR_MM
 
 
 def test_the_template_fits_every_expression_shape_but_gaze(model, template):
@@ -157,7 +158,7 @@ def test_a_splatted_sloped_plane_has_the_plane_height_at_every_pixel_centre():
     rng = np.random.default_rng(0)
     x, y = rng.uniform(-60, 60, (2, 100000))  # 15 points a pixel: none left empty
     height = lambda x, y: 0.6 * x - 0.3 * y  # a slope of 31 degrees: a pixel's points span 1.3 mm of height
-    depth = scan_alignment.splat_depth_mm(np.column_stack([x, y, height(x, y)]))
+    depth = alignment.splat_depth_mm(np.column_stack([x, y, height(x, y)]))
     column, row = np.meshgrid(np.arange(IMAGE_SIZE), np.arange(IMAGE_SIZE))
     expected = BACK_PLANE_MM + height((column - IMAGE_CENTRE) * PIXEL_PITCH_MM, (IMAGE_CENTRE - row) * PIXEL_PITCH_MM)
     covered = depth > 0
@@ -173,8 +174,8 @@ def test_a_large_hole_is_filled_from_the_fitted_face(model, template):
     kept = np.linalg.norm(face - face[nearest], axis=1) > 18.0  # a hole of about 1000 mm^2 on the cheek
     scan = scan_benchmark.Scan(*scan_benchmark.kept_part(face, model.triangles, kept))
     exact = scan_benchmark.exact_depth_mm(model, neutral, face)
-    prepared = scan_alignment.prepare_scan(scan, template, units='mm')
-    hole = (exact > 0) & (scan_alignment.render_depth_mm(scan.vertices, neutral[model.nose_tip], scan.triangles) <= 0)
+    prepared = alignment.prepare_scan(scan, template, units='mm')
+    hole = (exact > 0) & (alignment.render_depth_mm(scan.vertices, neutral[model.nose_tip], scan.triangles) <= 0)
     assert hole.sum() * PIXEL_PITCH_MM ** 2 > 600
     assert (prepared.depth_mm[hole] > 0).all()
     assert np.median(np.abs(prepared.depth_mm - exact)[hole]) < 0.5
@@ -184,22 +185,22 @@ def test_a_large_hole_is_filled_from_the_fitted_face(model, template):
 
 def test_completion_keeps_the_scan_on_the_face_and_takes_the_fitted_face_elsewhere():
     fitted = np.array([[0.0, 100.0, 100.0, 100.0, 100.0, 100.0]])
-    scan = np.array([[90.0, 0.0, 101.0, 100.0 + scan_alignment.IN_FRONT_MM + 0.5, 95.0,
-                      100.0 - scan_alignment.BEHIND_MM - 0.5]])
+    scan = np.array([[90.0, 0.0, 101.0, 100.0 + alignment.IN_FRONT_MM + 0.5, 95.0,
+                      100.0 - alignment.BEHIND_MM - 0.5]])
     # outside the outline: cut; no scan surface: fitted; near the fitted face: the scan; far in front of it
     # (a bridge over an open mouth): fitted; a little behind it (into an open mouth): the scan; far behind it
     # (the inside of a mesh through a hole): fitted
     expected = np.array([[0.0, 100.0, 101.0, 100.0, 95.0, 100.0]])
-    np.testing.assert_array_equal(scan_alignment.completed_by_fitted_face(scan, fitted), expected)
+    np.testing.assert_array_equal(alignment.completed_by_fitted_face(scan, fitted), expected)
 
 
 def test_too_few_points_and_no_face_are_refused(model, template):
     rng = np.random.default_rng(1)
     few = scan_benchmark.Scan(rng.normal(size=(100, 3)) * 50, np.zeros((0, 3), int))
-    with pytest.raises(scan_alignment.ScanError, match='too few'):
-        scan_alignment.prepare_scan(few, template)
-    with pytest.raises(scan_alignment.ScanError, match='does not look like a face'):
-        scan_alignment.prepare_scan(scan_benchmark.not_a_face(rng), template)
+    with pytest.raises(alignment.ScanError, match='too few'):
+        alignment.prepare_scan(few, template)
+    with pytest.raises(alignment.ScanError, match='does not look like a face'):
+        alignment.prepare_scan(scan_benchmark.not_a_face(rng), template)
 
 
 @pytest.fixture(scope='module')

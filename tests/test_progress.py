@@ -2,8 +2,8 @@
 their own, whole lines every log_interval seconds in a log."""
 import io
 
-import progress as progress_module
-from progress import ProgressLine
+from support import progress as progress_module
+from support.progress import ProgressLine
 
 
 class Terminal(io.StringIO):

@@ -1,7 +1,7 @@
 """The z-buffer rasteriser on tiny meshes with depths known in closed form."""
 import numpy as np
 
-from rasterise import rasterise_depth
+from depth.rasterise import rasterise_depth
 
 SIZE = 16
 ROWS, COLS = np.mgrid[0:SIZE, 0:SIZE].astype(float)  # pixel centres, in the image frame

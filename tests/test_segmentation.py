@@ -12,9 +12,11 @@ import pytest
 from conftest import REPO, TINY_NETWORK, run_program
 from test_command_line import assert_one_line_error
 
-import evaluation
-import lfw_parts
-from depth_dataset import DataError
+from evaluation.metrics import iou_per_class, mean_iou, pixel_accuracy
+
+from support.paths import resolve_recorded_path
+from training import lfw_parts
+from depth.dataset import DataError
 
 
 def synthetic_scene(rng):
@@ -123,25 +125,25 @@ def test_accuracy_and_iou_match_a_confusion_matrix():
     outputs = np.clip(targets * 0.6 + rng.random(targets.shape) * 0.55, 0, 1).astype(np.float32)
     accuracy, ious = numpy_metrics(outputs, targets)
     assert 0.5 < accuracy < 0.95                                  # a case with errors of both kinds
-    assert evaluation.pixel_accuracy(outputs, targets) == pytest.approx(accuracy)
-    assert evaluation.iou_per_class(outputs, targets) == pytest.approx(ious)
-    assert evaluation.mean_iou(outputs, targets) == pytest.approx(np.mean(ious))
+    assert pixel_accuracy(outputs, targets) == pytest.approx(accuracy)
+    assert iou_per_class(outputs, targets) == pytest.approx(ious)
+    assert mean_iou(outputs, targets) == pytest.approx(np.mean(ious))
 
 
 def test_metrics_by_hand():
     targets = np.array([[0, 0, 1, 1]], np.float32)
     outputs = np.array([[0.1, 0.7, 0.5, 0.2]], np.float32)     # 0.5 counts as face
-    assert evaluation.pixel_accuracy(outputs, targets) == pytest.approx(0.5)
-    assert evaluation.iou_per_class(outputs, targets) == pytest.approx((1 / 3, 1 / 3))
+    assert pixel_accuracy(outputs, targets) == pytest.approx(0.5)
+    assert iou_per_class(outputs, targets) == pytest.approx((1 / 3, 1 / 3))
     everything_background = np.zeros((1, 4), np.float32)       # the face class is absent from both: left out
-    assert evaluation.mean_iou(everything_background, everything_background) == 1.0
+    assert mean_iou(everything_background, everything_background) == 1.0
 
 
 # ------------------------------------------------------------------------------------------------ learning
 
 def test_a_tiny_segmentation_network_overfits_a_few_masks(lfw_data):
     from convworking import ARCHITECTURE_DEFAULTS, Network, TrainingSetup, tf
-    from tasks import TASKS
+    from training.tasks import TASKS
     train = lfw_parts.load(lfw_data, 'train')
     inputs, targets = train.inputs[:4], train.targets[:4]
     architecture = dict(ARCHITECTURE_DEFAULTS, task='segment', channels=8, kernel_size=3, residual=False,
@@ -158,8 +160,8 @@ def test_a_tiny_segmentation_network_overfits_a_few_masks(lfw_data):
                                                network.is_training: True})
             outputs = session.run(network.output, {network.inputs: inputs})
     assert 0 <= outputs.min() and outputs.max() <= 1                            # sigmoid probabilities
-    assert evaluation.pixel_accuracy(outputs, targets) > 0.97
-    assert evaluation.mean_iou(outputs, targets) > 0.9
+    assert pixel_accuracy(outputs, targets) > 0.97
+    assert mean_iou(outputs, targets) > 0.9
     assert TASKS['segment'].valid_score(outputs, targets) < 3                  # 100 - accuracy in %
 
 
@@ -191,7 +193,7 @@ def test_train_then_test_writes_metrics_that_match_numpy(lfw_data, tmp_path):
     with session:
         outputs = session.run(network.output, {network.inputs: test_set.inputs})
     accuracy, ious = numpy_metrics(outputs, test_set.targets)
-    assert evaluation.resolve_recorded_path(metrics['checkpoint']) == os.path.abspath(prefix)
+    assert resolve_recorded_path(metrics['checkpoint']) == os.path.abspath(prefix)
     assert metrics['n_images'] == 3
     assert metrics['pixel_accuracy'] == pytest.approx(100 * accuracy, abs=1e-3)
     assert metrics['mean_iou'] == pytest.approx(100 * np.nanmean(ious), abs=1e-3)

@@ -1,16 +1,16 @@
 """Input/target pairs of depth images in the data128_128 layout, and the batches training draws from them.
 
 Layout: DATA/inputs/SPLIT/NAME.png and DATA/targets/SPLIT/NAME.png, one pair per file name, SPLIT one of
-train, valid, test. Pixels become floats on the network's scale (depth_png: 1.0 = 127.5 mm, 0 = background).
+train, valid, test. Pixels become floats on the network's scale (depth.convention: 1.0 = 127.5 mm, 0 = background).
 """
 import os
 
 import numpy as np
 
-from depth_png import mm_to_network, read_depth_png
+from depth.convention import mm_to_network
+from depth.convention import IMAGE_SIZE
+from depth.png import read_depth_png
 
-IMAGE_SIZE = 128
-PIXEL_PITCH_MM = 1.5   # the convention's pixel spacing (see make_dataset.CONVENTION)
 SPLITS = ('train', 'valid', 'test')
 
 

@@ -21,10 +21,13 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from face_model import MM_PER_MODEL_UNIT, FaceModel
-from make_dataset import EXCLUDED_FROM_MIXTURES, IMAGE_SIZE, image_frame, render_depth_mm, rotated_about
+from faces.model import MM_PER_MODEL_UNIT, FaceModel
+from depth.convention import IMAGE_SIZE, image_frame
+from depth.rasterise import render_depth_mm
+from faces.expressions import EXCLUDED_FROM_MIXTURES
+from faces.generator import rotated_about
 
-MM_PER_UNIT = {'mm': 1.0, 'cm': 10.0, 'm': 1000.0}
+MM_PER_SCAN_UNIT = {'mm': 1.0, 'cm': 10.0, 'm': 1000.0}
 FLANN_SINGLE_KD_TREE = 4  # FLANN's algorithm number (cv::flann::FLANN_INDEX_KDTREE_SINGLE)
 TYPICAL_SCAN_SIZE_MM = 250.0  # a face, perhaps with some hair and neck: the size the units are judged by
 MIN_POINTS = 1000  # fewer cannot sample a face finely enough for the 1.5 mm pixels
@@ -109,7 +112,7 @@ def scan_size(vertices):
 def detect_units(vertices):
     """'m', 'cm' or 'mm': the unit that makes the scan closest (on a log scale) to a face's size."""
     size = max(scan_size(vertices), 1e-12)
-    return min(MM_PER_UNIT, key=lambda unit: abs(np.log(size * MM_PER_UNIT[unit] / TYPICAL_SCAN_SIZE_MM)))
+    return min(MM_PER_SCAN_UNIT, key=lambda unit: abs(np.log(size * MM_PER_SCAN_UNIT[unit] / TYPICAL_SCAN_SIZE_MM)))
 
 
 # ------------------------------------------------------------------------------------------ the template
@@ -404,7 +407,7 @@ def prepare_scan(scan, template: FaceTemplate, units=None):
     if len(scan.vertices) < MIN_POINTS:
         raise ScanError(f"has {len(scan.vertices)} points, too few for a face (at least {MIN_POINTS})")
     units = units or detect_units(scan.vertices)
-    points = scan.vertices * MM_PER_UNIT[units]
+    points = scan.vertices * MM_PER_SCAN_UNIT[units]
     registration = register(points, template)
     if registration.residual_mm > FACE_RESIDUAL_MM:
         raise ScanError(f"does not look like a face in {units} (the face model fits it only within "

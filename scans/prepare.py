@@ -16,15 +16,17 @@ import sys
 import numpy as np
 from matplotlib.figure import Figure
 
-from command_line import PROGRAM
-from depth_dataset import DataError
-from depth_png import FULL_SCALE_MM, write_depth_png
-from face_model import FaceModelError, load_face_model
-from make_dataset import DEFAULT_FACE_MODEL, IMAGE_CENTRE, IMAGE_SIZE, PIXEL_PITCH_MM
-from mesh_io import MeshError, SCAN_SUFFIXES, is_scan_file, read_scan
-from plotting import PREVIEW_FOLDER
-from safe_files import atomic_write, locked_folder
-from scan_alignment import MM_PER_UNIT, ScanError, face_template, prepare_scan
+from support.command_line import PROGRAM
+from depth.dataset import DataError
+from depth.convention import FULL_SCALE_MM
+from depth.png import write_depth_png
+from faces.model import FaceModelError, load_face_model
+from depth.convention import IMAGE_CENTRE, IMAGE_SIZE, PIXEL_PITCH_MM
+from faces.model import DEFAULT_FACE_MODEL
+from scans.mesh_io import MeshError, SCAN_SUFFIXES, is_scan_file, read_scan
+from evaluation.plotting import PREVIEW_FOLDER
+from support.safe_files import atomic_write, locked_folder
+from scans.alignment import MM_PER_SCAN_UNIT, ScanError, face_template, prepare_scan
 
 PREVIEW_POINTS = 20000  # enough to see the scan's shape; drawing every point of a big scan only costs time
 
@@ -142,4 +144,4 @@ def write_prepared(paths, template, input_path, output_dir, units):
                         + ('' if len(skipped) < len(paths) else '; nothing was written'))
 
 
-UNIT_CHOICES = ('auto', *MM_PER_UNIT)
+UNIT_CHOICES = ('auto', *MM_PER_SCAN_UNIT)

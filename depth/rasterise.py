@@ -1,10 +1,12 @@
-"""A z-buffer orthographic depth rasteriser, vectorised with numpy.
+"""A z-buffer orthographic depth rasteriser, vectorised with numpy, and rendering a face under the convention.
 
 The image frame: x = column, y = row (both in pixels; pixel (r, c) has its centre at x = c, y = r), and z is
 the depth value to store, larger = nearer the camera. A pixel takes the depth of the front-most (largest z)
 surface whose triangle covers its centre, interpolated barycentrically inside that triangle.
 """
 import numpy as np
+
+from depth.convention import IMAGE_SIZE, image_frame
 
 # A pixel centre exactly on an edge shared by two triangles must not be lost to rounding in both of them; a
 # tolerance this small (in barycentric units) extrapolates depth by a negligible amount.
@@ -77,3 +79,8 @@ def _interpolate_depth(x, y, z, cols, rows):
     inside = (weight_0 >= -_EDGE_TOLERANCE) & (weight_1 >= -_EDGE_TOLERANCE) & (weight_2 >= -_EDGE_TOLERANCE)
     depth = z[0] + weight_1 * (z[1] - z[0]) + weight_2 * (z[2] - z[0])
     return depth, inside
+
+
+def render_depth_mm(face_mm: np.ndarray, nose_tip_mm: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(128, 128) heights in mm above the back plane of a face (vertices in mm), framed on `nose_tip_mm`."""
+    return rasterise_depth(image_frame(face_mm, nose_tip_mm), triangles, IMAGE_SIZE, IMAGE_SIZE)

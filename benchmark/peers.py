@@ -7,8 +7,8 @@ weights and moving statistics as the graph.
 """
 import os
 
-from bench_timing import Pacer
-from depth_dataset import IMAGE_SIZE
+from benchmark.timing import Pacer
+from depth.convention import IMAGE_SIZE
 
 IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 

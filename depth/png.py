@@ -3,18 +3,16 @@
 Two file formats are accepted:
   * 16-bit PNG, 1 unit = 0.1 mm (the project's convention, see README "The convention"),
   * 8-bit PNG, 1 unit = 0.5 mm (the original research format: 0..255 grey levels).
-Both map to the same float scale for the network: 1.0 = FULL_SCALE_MM millimetres above the back plane,
-so that an 8-bit value v becomes exactly v / 255 and the neutral nose tip (about 120 mm) sits near 0.94.
+Both map to heights in mm (depth.convention holds the units and the network's float scale).
 """
 import struct
 
 import cv2
 import numpy as np
 
-from safe_files import atomic_write, quiet_stderr
+from depth.convention import MM_PER_PNG_UNIT
+from support.safe_files import atomic_write, quiet_stderr
 
-FULL_SCALE_MM = 127.5
-MM_PER_UNIT = {16: 0.1, 8: 0.5}
 _DTYPE_BITS = {np.dtype(np.uint16): 16, np.dtype(np.uint8): 8}
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 # Larger images are refused before decoding: a 150-byte PNG can claim 40000 x 40000 pixels (a decompression
@@ -47,7 +45,7 @@ def read_depth_png(path, size=None):
     bits = _DTYPE_BITS[raw.dtype]
     if size is not None and raw.shape != (size, size):
         raise DepthImageError(f"{path}: is {raw.shape[1]} x {raw.shape[0]} pixels, expected {size} x {size}")
-    return raw.astype(np.float32) * np.float32(MM_PER_UNIT[bits]), bits
+    return raw.astype(np.float32) * np.float32(MM_PER_PNG_UNIT[bits]), bits
 
 
 def check_png_header(path, encoded):
@@ -66,7 +64,7 @@ def check_png_header(path, encoded):
     if channels != 1:
         raise DepthImageError(f"{path}: has {channels or 'an unknown number of'} channels, a depth image must "
                               "have one")
-    if bits not in MM_PER_UNIT:
+    if bits not in MM_PER_PNG_UNIT:
         raise DepthImageError(f"{path}: is a {bits}-bit PNG, a depth image must be 8-bit or 16-bit")
     if width * height > MAX_PIXELS or not width or not height:
         raise DepthImageError(f"{path}: claims {width} x {height} pixels, beyond the {MAX_PIXELS} pixels "
@@ -76,7 +74,7 @@ def check_png_header(path, encoded):
 def depth_mm_to_units(height_mm, bits=16):
     """Quantise heights in mm to the integer units of a `bits`-bit PNG (clipped to the format's range)."""
     dtype = np.uint16 if bits == 16 else np.uint8
-    units = np.round(np.asarray(height_mm, np.float64) / MM_PER_UNIT[bits])
+    units = np.round(np.asarray(height_mm, np.float64) / MM_PER_PNG_UNIT[bits])
     return np.clip(units, 0, np.iinfo(dtype).max).astype(dtype)
 
 
@@ -88,13 +86,3 @@ def write_depth_png(path, height_mm, bits=16):
         raise DepthImageError(f"{path}: could not be encoded as PNG")
     with atomic_write(path) as file:
         file.write(png.tobytes())
-
-
-def mm_to_network(height_mm):
-    """Heights in mm -> the float scale the network reads and writes (1.0 = FULL_SCALE_MM)."""
-    return np.asarray(height_mm, np.float32) / np.float32(FULL_SCALE_MM)
-
-
-def network_to_mm(values):
-    """The network's float scale -> heights in mm."""
-    return np.asarray(values, np.float32) * np.float32(FULL_SCALE_MM)

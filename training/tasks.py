@@ -9,12 +9,20 @@ import math
 
 import numpy as np
 
-import evaluation
-import generated_data
-import lfw_parts
-from depth_dataset import DataError, Dataset
-from depth_png import FULL_SCALE_MM, mm_to_network, network_to_mm
-from plotting import thresholded
+from evaluation.baselines import LinearBaseline, baseline_outputs, mean_face
+
+from evaluation.metrics import MS_SSIM_FILTER_SIZE, iou_per_class, mean_abs_error_map, mean_iou, parse_name, per_image_face_rmse, per_image_metrics, pixel_accuracy, summarise
+
+from evaluation.recognition import recognition
+
+from evaluation.report import print_table, write_report
+
+from support.paths import recorded_path
+from faces import generated
+from training import lfw_parts
+from depth.dataset import DataError, Dataset
+from depth.convention import FULL_SCALE_MM, mm_to_network, network_to_mm
+from evaluation.plotting import thresholded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +62,7 @@ class RemovalTask:
         """The recognition gallery of generated identities (neutral faces and probes), or None without one."""
         if not data.gallery_subjects:
             return None
-        folder = generated_data.ensure_gallery(data.generated_dir, data.gallery_subjects)
+        folder = generated.ensure_gallery(data.generated_dir, data.gallery_subjects)
         chosen = {f'{code_level}.png' for code_level in ('NE00',) + self.GALLERY_PROBES}
         return Dataset.load(folder, 'train', select=lambda name: name[5:] in chosen)
 
@@ -63,7 +71,7 @@ class RemovalTask:
         committed = self.load(data, 'train')
         if not data.generated_subjects:
             return committed
-        folder = generated_data.ensure_training_identities(data.generated_dir, data.generated_subjects)
+        folder = generated.ensure_training_identities(data.generated_dir, data.generated_subjects)
         return Dataset.joined([committed, Dataset.load(folder, 'train')])
 
     @staticmethod
@@ -90,7 +98,7 @@ class RemovalTask:
     @staticmethod
     def valid_score(outputs, targets):
         """Mean over images of each image's RMSE in mm over its face: lower is better."""
-        per_image = evaluation.per_image_face_rmse(network_to_mm(outputs), network_to_mm(targets))
+        per_image = per_image_face_rmse(network_to_mm(outputs), network_to_mm(targets))
         return float(np.nanmean(per_image))
 
     @staticmethod
@@ -110,11 +118,11 @@ class RemovalTask:
         inputs_mm, targets_mm = (network_to_mm(test_set.inputs[..., 0]), network_to_mm(test_set.targets[..., 0]))
         outputs_mm = network_to_mm(outputs[..., 0])
         say("the model's errors and MS-SSIM")
-        model = evaluation.summarise(evaluation.per_image_metrics(outputs_mm, targets_mm), test_set.names)
+        model = summarise(per_image_metrics(outputs_mm, targets_mm), test_set.names)
         metrics = {key: value for key, value in model.items() if key != 'n'}
-        metrics.update(n_images=model['n'], checkpoint=evaluation.recorded_path(checkpoint),
-                       data=evaluation.recorded_path(data.folder),
-                       ms_ssim_filter_size=evaluation.MS_SSIM_FILTER_SIZE)
+        metrics.update(n_images=model['n'], checkpoint=recorded_path(checkpoint),
+                       data=recorded_path(data.folder),
+                       ms_ssim_filter_size=MS_SSIM_FILTER_SIZE)
         say("the baselines (identity; mean face and linear, fitted on the training split)")
         metrics.update(self._baselines(data.folder, inputs_mm, targets_mm, test_set.names))
         say("recognition, raw and neutralised")
@@ -125,33 +133,33 @@ class RemovalTask:
             metrics['recognition_gallery'] = self._gallery_recognition(data.gallery_subjects, threshold_mm, gallery,
                                                                        gallery_outputs)
         say("the report")
-        evaluation.write_report(metrics, report_dir, evaluation.mean_abs_error_map(outputs_mm, targets_mm))
+        write_report(metrics, report_dir, mean_abs_error_map(outputs_mm, targets_mm))
         return metrics
 
     @staticmethod
     def _baselines(folder, inputs_mm, targets_mm, names):
         """The identity baseline always; the mean face and the linear map need the training split of folder."""
-        blocks = {'identity': evaluation.per_image_metrics(inputs_mm, targets_mm)}
+        blocks = {'identity': per_image_metrics(inputs_mm, targets_mm)}
         try:
             train = Dataset.load(folder, 'train')
         except DataError as error:
             note = f'mean_face and linear need the training split: {error}'
         else:
             train_inputs, train_targets = network_to_mm(train.inputs[..., 0]), network_to_mm(train.targets[..., 0])
-            neutral = [i for i, name in enumerate(train.names) if evaluation.parse_name(name)[1] == 'NE']
-            linear = evaluation.LinearBaseline().fit(train_inputs, train_targets)
-            mean_face = evaluation.mean_face(train_targets[neutral] if neutral else train_targets)
-            outputs = evaluation.baseline_outputs(inputs_mm, mean_face, linear)
-            blocks.update({name: evaluation.per_image_metrics(outputs[name], targets_mm)
+            neutral = [i for i, name in enumerate(train.names) if parse_name(name)[1] == 'NE']
+            linear = LinearBaseline().fit(train_inputs, train_targets)
+            neutral_mean = mean_face(train_targets[neutral] if neutral else train_targets)
+            outputs = baseline_outputs(inputs_mm, neutral_mean, linear)
+            blocks.update({name: per_image_metrics(outputs[name], targets_mm)
                            for name in ('mean_face', 'linear')})
             note = linear.describe()
-        return {'baselines': {name: evaluation.summarise(block, names) for name, block in blocks.items()},
+        return {'baselines': {name: summarise(block, names) for name, block in blocks.items()},
                 'linear_baseline': note}
 
     @staticmethod
     def _recognition(names, inputs_mm, targets_mm, neutralised_mm):
         """Gallery: each subject's neutral target; probes: the expressive inputs, raw and neutralised."""
-        parsed = [evaluation.parse_name(name) for name in names]
+        parsed = [parse_name(name) for name in names]
         subjects = [subject for subject, _, _ in parsed]
         if None in subjects:
             return {'skipped': 'file names do not follow the SSSS_CCLL.png scheme, so subjects are unknown'}
@@ -164,7 +172,7 @@ class RemovalTask:
             return {'skipped': 'recognition needs neutral faces of at least two subjects and expressive probes'}
         gallery_ids, gallery_images = list(gallery), targets_mm[list(gallery.values())]
         probe_ids = [subjects[i] for i in probes]
-        result = {kind: evaluation.recognition(gallery_images, gallery_ids, images[probes], probe_ids)
+        result = {kind: recognition(gallery_images, gallery_ids, images[probes], probe_ids)
                   for kind, images in (('raw', inputs_mm), ('neutralised', neutralised_mm))}
         return {'raw': {key: result['raw'][key] for key in ('rank1', 'eer')},
                 'neutralised': {key: result['neutralised'][key] for key in ('rank1', 'eer')},
@@ -175,10 +183,10 @@ class RemovalTask:
         inputs_mm, targets_mm = network_to_mm(gallery.inputs[..., 0]), network_to_mm(gallery.targets[..., 0])
         block = self._recognition(gallery.names, inputs_mm, targets_mm,
                                   network_to_mm(self.thresholded(outputs, threshold_mm)[..., 0]))
-        rmse = {method: evaluation.summarise({'rmse_mm': evaluation.per_image_face_rmse(images, targets_mm)},
+        rmse = {method: summarise({'rmse_mm': per_image_face_rmse(images, targets_mm)},
                                              gallery.names)['per_expression']
                 for method, images in (('model', network_to_mm(outputs[..., 0])), ('identity', inputs_mm))}
-        block.update(subjects=subjects, seed=generated_data.GALLERY_SEED,
+        block.update(subjects=subjects, seed=generated.GALLERY_SEED,
                      probes=f"per subject: {', '.join(self.GALLERY_PROBES)}; gallery: the NE00 targets",
                      rmse_mm_per_expression={method: {code: group['rmse_mm'] for code, group in groups.items()}
                                              for method, groups in rmse.items()})
@@ -186,7 +194,7 @@ class RemovalTask:
 
     @staticmethod
     def print_metrics(metrics):
-        evaluation.print_table(metrics)
+        print_table(metrics)
 
 
 class SegmentationTask:
@@ -232,7 +240,7 @@ class SegmentationTask:
 
     def valid_score(self, outputs, targets):
         """100 - per-pixel accuracy in %: lower is better, as the training loop wants."""
-        return 100 - 100 * evaluation.pixel_accuracy(outputs, targets, self.THRESHOLD)
+        return 100 - 100 * pixel_accuracy(outputs, targets, self.THRESHOLD)
 
     @staticmethod
     def format_score(score):
@@ -246,18 +254,18 @@ class SegmentationTask:
                  gallery_outputs=None):
         """test_metrics.json: per-pixel accuracy and mean IoU of the two classes, in percent (no report)."""
         say("accuracy and IoU")
-        iou_background, iou_face = evaluation.iou_per_class(outputs, test_set.targets, self.THRESHOLD)
+        iou_background, iou_face = iou_per_class(outputs, test_set.targets, self.THRESHOLD)
         percent = lambda fraction: 100 * fraction
         return {
-            'pixel_accuracy': percent(evaluation.pixel_accuracy(outputs, test_set.targets, self.THRESHOLD)),
-            'mean_iou': percent(evaluation.mean_iou(outputs, test_set.targets, self.THRESHOLD)),
+            'pixel_accuracy': percent(pixel_accuracy(outputs, test_set.targets, self.THRESHOLD)),
+            'mean_iou': percent(mean_iou(outputs, test_set.targets, self.THRESHOLD)),
             'iou_background': percent(iou_background),
             'iou_face': percent(iou_face),
             # what predicting background everywhere would score: the floor any model must clear
             'all_background_accuracy': percent(1 - float(np.mean(test_set.targets >= 0.5))),
             'units': 'percent; IoU over all test pixels pooled; output >= 0.5 is face',
-            'n_images': len(test_set), 'checkpoint': evaluation.recorded_path(checkpoint),
-            'data': evaluation.recorded_path(data.folder), 'targets': data.targets,
+            'n_images': len(test_set), 'checkpoint': recorded_path(checkpoint),
+            'data': recorded_path(data.folder), 'targets': data.targets,
             'split': dict(lfw_parts.split_sizes(data.folder, data.targets),
                           rule='sorted file names: train first 70 %, valid next 15 % (both rounded down), '
                                'test the rest'),

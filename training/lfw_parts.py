@@ -14,7 +14,8 @@ import os
 import cv2
 import numpy as np
 
-from depth_dataset import IMAGE_SIZE, SPLITS, DataError, Dataset
+from depth.convention import IMAGE_SIZE
+from depth.dataset import DataError, Dataset, SPLITS
 
 SPLIT_PERCENT = (70, 15, 15)
 TARGET_FOLDERS = ('targets_face_only', 'targets')

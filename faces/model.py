@@ -16,6 +16,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from support.paths import REPOSITORY
+
+# The copy of the ICT Face Model Light this repository carries (facemodel/, MIT licence beside it).
+DEFAULT_FACE_MODEL = Path(REPOSITORY) / "facemodel" / "ict_face_model_light.npz"
 MM_PER_MODEL_UNIT = 10.0  # the model is in centimetres
 NOSE_TIP_LANDMARK = 30  # Multi-PIE 68-point landmark number of the nose tip
 

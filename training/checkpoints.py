@@ -9,9 +9,9 @@ import json
 import os
 import re
 
-from quiet_tensorflow import error_summary, tf
-from safe_files import remove_path, remove_temporaries, write_strict_json
-from training_curve import HISTORY_FILE
+from support.quiet_tensorflow import error_summary, tf
+from support.safe_files import remove_path, remove_temporaries, write_strict_json
+from training.curve import HISTORY_FILE
 
 OPTIONS_FILE = 'options.json'
 BEST_STATE_FILE = 'best_checkpoint'    # Saver's state file for the best-on-validation checkpoints

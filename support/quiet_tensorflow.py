@@ -2,7 +2,7 @@
 import functools
 import os
 
-from safe_files import quiet_stderr
+from support.safe_files import quiet_stderr
 
 
 @functools.cache

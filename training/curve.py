@@ -7,7 +7,7 @@ Each validation redraws `training_curve.png`: the score against minutes and agai
 import json
 import os
 
-from safe_files import atomic_path, write_strict_json
+from support.safe_files import atomic_path, write_strict_json
 
 HISTORY_FILE = 'valid_history.json'
 

@@ -33,14 +33,15 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-import evaluation
-from command_line import PROGRAM
-from depth_dataset import DataError, IMAGE_SIZE
-from depth_png import (FULL_SCALE_MM, MM_PER_UNIT, DepthImageError, mm_to_network, network_to_mm,
-                       read_depth_png, write_depth_png)
-from plotting import PREVIEW_FOLDER, thresholded
-from progress import ProgressLine
-from safe_files import atomic_path, atomic_write, locked_folder, remove_path, write_strict_json
+from support.paths import recorded_path, resolve_recorded_path
+from support.command_line import PROGRAM
+from depth.convention import IMAGE_SIZE
+from depth.dataset import DataError
+from depth.convention import FULL_SCALE_MM, MM_PER_PNG_UNIT, VERSION, mm_to_network, network_to_mm
+from depth.png import DepthImageError, read_depth_png, write_depth_png
+from evaluation.plotting import PREVIEW_FOLDER, thresholded
+from support.progress import ProgressLine
+from support.safe_files import atomic_path, atomic_write, locked_folder, remove_path, write_strict_json
 
 FROZEN_GRAPH_FILE = 'frozen_graph.pb'
 OPENCV_GRAPH_FILE = 'frozen_graph_opencv.pb'
@@ -48,7 +49,6 @@ SAVED_MODEL_FOLDER = 'saved_model'
 MODEL_INFO_FILE = 'model.json'
 SIGNATURE_KEY = 'serving_default'
 INPUT_NAME, OUTPUT_NAME = 'inputs', 'output'
-CONVENTION_VERSION = 1
 # The exported forms must reproduce the checkpoint to this (on the network's scale, 1.0 = 127.5 mm).
 EXPORT_TOLERANCE = 1e-4
 
@@ -181,7 +181,7 @@ def write_result(image, output_mm, output_dir, preview):
     depth_path, preview_path = output_paths(image.path, output_dir)
     write_depth_png(depth_path, output_mm, image.bits)
     preview.save(preview_path, image.height_mm, output_mm, f'{os.path.basename(image.path)} ({image.bits}-bit, '
-                                                           f'{MM_PER_UNIT[image.bits]} mm per unit{image.note})')
+                                                           f'{MM_PER_PNG_UNIT[image.bits]} mm per unit{image.note})')
 
 
 def neutralise_files(session, network, input_path, output_dir, resize, batch_size, threshold_mm):
@@ -280,7 +280,7 @@ def rmse_on_test_split(checkpoint, results_dir, data_dir):
             metrics = json.load(file)
     except (OSError, ValueError):
         return None
-    measured = {key: evaluation.resolve_recorded_path(str(metrics.get(key))) for key in ('checkpoint', 'data')}
+    measured = {key: resolve_recorded_path(str(metrics.get(key))) for key in ('checkpoint', 'data')}
     same = measured == {'checkpoint': os.path.abspath(checkpoint), 'data': os.path.abspath(data_dir)}
     return metrics.get('rmse_mm') if same else None
 
@@ -437,14 +437,14 @@ def write_export(session, network, checkpoint, graph_def, directory, targets, th
     step, valid_rmse = session.run([network.global_step, network.best_valid_score])
     shape = [None, IMAGE_SIZE, IMAGE_SIZE, 1]
     info = {
-        'convention_version': CONVENTION_VERSION,
+        'convention_version': VERSION,
         'input': {'name': INPUT_NAME, 'tensor': f'{INPUT_NAME}:0', 'shape': shape, 'dtype': 'float32'},
         'output': {'name': OUTPUT_NAME, 'tensor': f'{OUTPUT_NAME}:0', 'shape': shape, 'dtype': 'float32'},
         'scale': {
             'full_scale_mm': FULL_SCALE_MM,
             'meaning': f'heights above the back plane: 1.0 = {FULL_SCALE_MM} mm, 0 = background '
                        '(input and output alike)',
-            'png_mm_per_unit': {f'{bits}-bit': mm for bits, mm in sorted(MM_PER_UNIT.items(), reverse=True)},
+            'png_mm_per_unit': {f'{bits}-bit': mm for bits, mm in sorted(MM_PER_PNG_UNIT.items(), reverse=True)},
             'background_threshold_mm': threshold_mm,
         },
         'frozen_graph': FROZEN_GRAPH_FILE,
@@ -456,7 +456,7 @@ def write_export(session, network, checkpoint, graph_def, directory, targets, th
                                        'blobs N x 1 x 128 x 128 (NCHW); in TensorFlow this graph takes one '
                                        'image at a time'),
         },
-        'checkpoint': evaluation.recorded_path(checkpoint),
+        'checkpoint': recorded_path(checkpoint),
         'step': int(step),
         'valid_rmse_mm': float(valid_rmse) if np.isfinite(valid_rmse) else None,
         'test_rmse_mm': test_rmse_mm,

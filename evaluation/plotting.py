@@ -16,10 +16,10 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LightSource, Normalize
 from matplotlib.figure import Figure
 
-from depth_dataset import PIXEL_PITCH_MM
-from depth_png import network_to_mm
-from evaluation import EXPRESSION_NAMES, parse_name
-from safe_files import atomic_write
+from depth.convention import PIXEL_PITCH_MM
+from depth.convention import network_to_mm
+from evaluation.metrics import EXPRESSION_NAMES, parse_name
+from support.safe_files import atomic_write
 
 MAX_COLUMNS = 12
 ROW_TITLES = ('input', 'ground truth', 'output', 'thresholded')

@@ -1,0 +1,202 @@
+"""The written report of a test: report.md (the tables), report.png (RMSE per expression, the error heat map),
+and the tables and recognition lines printed on the terminal."""
+import math
+import os
+
+import numpy as np
+
+from depth.convention import FULL_SCALE_MM
+from evaluation.baselines import BASELINE_NAMES
+from evaluation.metrics import MS_SSIM_FILTER_SIZE, group_order
+from support.safe_files import atomic_write
+
+_OVERALL_COLUMNS = (('rmse_mm', 'RMSE (mm)'), ('mae_mm', 'MAE (mm)'), ('within_1mm', '<= 1 mm'),
+                    ('within_2mm', '<= 2 mm'), ('ms_ssim', 'MS-SSIM'))
+HEAT_MAP_PERCENTILE = 99
+_SHARE_METRICS = {'within_1mm', 'within_2mm', 'rank1', 'eer'}
+_MISSING = '-'
+
+
+def _format_value(metric, value):
+    """Millimetres with 3 decimals, shares as percentages, MS-SSIM with 4 decimals; NaN -> 'n/a'."""
+    if value is None:
+        return _MISSING
+    value = float(value)
+    if math.isnan(value):
+        return 'n/a'
+    if metric in _SHARE_METRICS:
+        return f"{100 * value:.1f} %"
+    if metric == 'ms_ssim':
+        return f"{value:.4f}"
+    return f"{value:.3f}"
+
+
+def _methods(metrics):
+    """(name, block) for the model and each baseline present; the model's count is 'n_images'."""
+    model = dict(metrics, n=metrics.get('n_images'))
+    baselines = metrics.get('baselines') or {}
+    return [('model', model)] + [(name, baselines[name]) for name in BASELINE_NAMES if name in baselines]
+
+
+def _overall_rows(metrics):
+    header = ['method', 'n'] + [title for _, title in _OVERALL_COLUMNS]
+    rows = [[name, str(block.get('n', _MISSING))]
+            + [_format_value(metric, block.get(metric)) for metric, _ in _OVERALL_COLUMNS]
+            for name, block in _methods(metrics)]
+    return header, rows
+
+
+def _group_rmse_rows(metrics, grouping):
+    """RMSE per group (grouping = 'per_expression' or 'per_level') for the model and each baseline."""
+    methods = _methods(metrics)
+    groups = {}
+    for _, block in methods:
+        groups.update(dict.fromkeys((block.get(grouping) or {}).keys()))
+    header = [grouping.replace('per_', ''), 'n'] + [f"{name} RMSE (mm)" for name, _ in methods]
+    rows = []
+    for group in sorted(groups, key=group_order):
+        entries = [(block.get(grouping) or {}).get(group, {}) for _, block in methods]
+        rows.append([group, str(entries[0].get('n', _MISSING))]
+                    + [_format_value('rmse_mm', entry.get('rmse_mm')) for entry in entries])
+    return header, rows
+
+
+def _recognition_lines(result):
+    """Markdown lines of a recognition section: a table, or the reason it was skipped."""
+    if not result:
+        return ["Recognition was not run."]
+    if 'skipped' in result:
+        return [f"Recognition skipped: {result['skipped']}"]
+    rows = [[label, _format_value('rank1', (result.get(key) or {}).get('rank1')),
+             _format_value('eer', (result.get(key) or {}).get('eer'))]
+            for key, label in (('raw', 'raw (with expression)'), ('neutralised', 'neutralised by the model'))]
+    return (_markdown_table(['probes', 'rank-1', 'EER'], rows)
+            + ["", f"Distance: {result.get('distance', _MISSING)}; gallery {result.get('n_gallery', _MISSING)} "
+                   f"faces, {result.get('n_probes', _MISSING)} probes."])
+
+
+def _gallery_lines(gallery):
+    """Markdown lines of the generated-gallery section (none when test mode ran without a gallery)."""
+    if not gallery:
+        return []
+    rmse = gallery.get('rmse_mm_per_expression') or {}
+    codes = sorted({code for groups in rmse.values() for code in groups}, key=group_order)
+    rows = [[f"{method} RMSE (mm)"] + [_format_value('rmse_mm', rmse[method].get(code)) for code in codes]
+            for method in rmse]
+    return (["", f"## Recognition on {gallery.get('subjects', _MISSING)} generated identities", "",
+             f"Identities no training sees (make_dataset.py seed {gallery.get('seed', _MISSING)}); "
+             f"{gallery.get('probes', _MISSING)}.", ""]
+            + _recognition_lines(gallery)
+            + ["", "RMSE of the gallery's probes (unseen identities):", ""]
+            + _markdown_table(['expression'] + codes, rows))
+
+
+def _markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _text_table(header, rows):
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    return ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in [header] + rows]
+
+
+def report_markdown(metrics):
+    """The text of report.md."""
+    lines = ["# Expression removal: test evaluation", "",
+             f"Checkpoint: {metrics.get('checkpoint', _MISSING)}  ",
+             f"Data: {metrics.get('data', _MISSING)}  ",
+             f"Test images: {metrics.get('n_images', _MISSING)}", "",
+             "Errors are over the face pixels of the target (neutral) image; images without face pixels "
+             "are left out of the means. MS-SSIM is over the whole image.", "",
+             "## Model and baselines", ""]
+    lines += _markdown_table(*_overall_rows(metrics))
+    lines += ["", "## RMSE per expression", ""] + _markdown_table(*_group_rmse_rows(metrics, 'per_expression'))
+    lines += ["", "## RMSE per level", "",
+              "Levels are the two digits of the file name pooled across codes: intensities 01-04 of the "
+              "prototypes, 00 for neutral faces, and the mixture number for MX.", ""]
+    lines += _markdown_table(*_group_rmse_rows(metrics, 'per_level'))
+    lines += ["", "## Recognition", ""] + _recognition_lines(metrics.get('recognition'))
+    lines += _gallery_lines(metrics.get('recognition_gallery'))
+    lines += ["", "## Settings", "",
+              f"- MS-SSIM filter size: {metrics.get('ms_ssim_filter_size', MS_SSIM_FILTER_SIZE)} "
+              f"(max_val {FULL_SCALE_MM} mm)",
+              f"- Linear baseline: {metrics.get('linear_baseline', _MISSING)}", ""]
+    return "\n".join(lines)
+
+
+def report_figure(metrics, mean_abs_error_map_mm):
+    """The Figure of report.png: RMSE per expression (model, identity, linear) and the model's error heat map."""
+    # The object-oriented API with the Agg canvas draws off screen without switching pyplot's global
+    # backend under the caller.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(13, 5))
+    FigureCanvasAgg(figure)
+    bars, heat = figure.subplots(1, 2, gridspec_kw={'width_ratios': [1.4, 1]})
+
+    compared = [(name, block) for name, block in _methods(metrics) if name in ('model', 'identity', 'linear')]
+    codes = sorted((metrics.get('per_expression') or {}).keys(), key=group_order)
+    width = 0.8 / max(len(compared), 1)
+    for index, (name, block) in enumerate(compared):
+        values = [(block.get('per_expression') or {}).get(code, {}).get('rmse_mm', math.nan) for code in codes]
+        bars.bar(np.arange(len(codes)) + (index - (len(compared) - 1) / 2) * width, values, width, label=name)
+    bars.set_xticks(np.arange(len(codes)), codes)
+    bars.set_xlabel('expression')
+    bars.set_ylabel('RMSE over the face (mm)')
+    bars.set_title('RMSE per expression')
+    bars.legend()
+
+    if mean_abs_error_map_mm is None:
+        heat.text(0.5, 0.5, 'no error map', ha='center', va='center')
+    else:
+        error_map = np.asarray(mean_abs_error_map_mm, np.float64)
+        # NaN (no face there in any image, as mean_abs_error_map gives) or an exact 0 (a map summed
+        # with zeros outside the face) is background.
+        shown = np.ma.masked_where(~np.isfinite(error_map) | (error_map == 0), error_map)
+        # A few silhouette pixels err by ~10 mm, most of the face by ~1: a scale up to the maximum would
+        # paint the face black, so it stops at a high percentile and the colour bar says so.
+        top = float(np.percentile(shown.compressed(), HEAT_MAP_PERCENTILE)) if shown.count() else 1.0
+        image = heat.imshow(shown, cmap='inferno', vmin=0, vmax=top)
+        figure.colorbar(image, ax=heat, extend='max',
+                        label=f'mean |error| (mm), clipped at its {HEAT_MAP_PERCENTILE}th percentile')
+    heat.set_title("model's mean absolute error per pixel")
+    heat.set_axis_off()
+    figure.tight_layout()
+    return figure
+
+
+def write_report(metrics, results_dir, mean_abs_error_map_mm):
+    """Write results_dir/report.md and results_dir/report.png; returns their paths."""
+    os.makedirs(results_dir, exist_ok=True)
+    markdown_path = os.path.join(results_dir, 'report.md')
+    image_path = os.path.join(results_dir, 'report.png')
+    with atomic_write(markdown_path, 'w') as handle:
+        handle.write(report_markdown(metrics))
+    with atomic_write(image_path) as file:
+        report_figure(metrics, mean_abs_error_map_mm).savefig(file, dpi=100, format='png')
+    return markdown_path, image_path
+
+
+def recognition_summary(result, where='test split'):
+    """Rank-1 rate and equal-error rate, neutralised vs raw, or why recognition did not run."""
+    if not result or 'skipped' in result:
+        return f"recognition skipped: {(result or {}).get('skipped', 'not run')}"
+    neutralised, raw = result['neutralised'], result['raw']
+    return (f"recognition on the {where} (gallery: {result['n_gallery']} neutral faces; "
+            f"{result['n_probes']} expressive probes):\n"
+            f"  rank-1 {_format_value('rank1', neutralised['rank1'])} neutralised vs "
+            f"{_format_value('rank1', raw['rank1'])} raw; equal-error rate {_format_value('eer', neutralised['eer'])} "
+            f"vs {_format_value('eer', raw['eer'])}")
+
+
+def print_table(metrics):
+    """Print the overall comparison, the RMSE per expression and the recognition result."""
+    print("\n".join(_text_table(*_overall_rows(metrics))))
+    print()
+    print("\n".join(_text_table(*_group_rmse_rows(metrics, 'per_expression'))))
+    print()
+    print(recognition_summary(metrics.get('recognition')))
+    if metrics.get('recognition_gallery'):
+        print(recognition_summary(metrics['recognition_gallery'], 'generated identities'))

@@ -1,0 +1,18 @@
+"""Where the repository is, and paths as results files record them.
+
+Results files (test_metrics.json, options.json, model.json) record paths relative to the repository:
+committed results then name no machine's folders, and still point at the right checkpoint and data in any clone.
+"""
+import os
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def recorded_path(path):
+    """A path as results files record it."""
+    return os.path.relpath(os.path.abspath(path), REPOSITORY)
+
+
+def resolve_recorded_path(path):
+    """The absolute path a recorded one names (older files recorded absolute paths; they pass unchanged)."""
+    return os.path.normpath(os.path.join(REPOSITORY, path))
