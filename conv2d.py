@@ -1,8 +1,7 @@
 """Convolution; mirrored as the transposed convolution with the same (tied) kernel variable."""
 import tensorflow as tf
 
-from layer import Layer
-from layer import batch_norm, lrelu
+from layer import Layer, batch_norm, lrelu
 
 
 class Conv2d(Layer):

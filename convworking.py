@@ -13,32 +13,27 @@ import argparse
 import collections
 import dataclasses
 import os
-import shlex
 import sys
-import time
 
 import numpy as np
 
-from support.paths import recorded_path
-from faces import generated
-from training import lfw_parts
-from scans import prepare
-from training.checkpoints import (LATEST_STATE_FILE, CheckpointError, Checkpoints, checkpoint_prefix, read_options,
-                           remove_checkpoints, restore_checkpoint, resume_or_start, write_options)
-from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, finite_float,
-                          positive_float, positive_int, report_error, whole_number)
 from depth.convention import IMAGE_SIZE
 from depth.dataset import DataError
 from depth.png import DepthImageError
+from evaluation import testing
+from faces import generated
+from scanning import prepare
+from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, finite_float,
+                                  positive_float, positive_int, report_error, say, whole_number)
 from support.machine import cpu_supports_bfloat16
-from evaluation.plotting import save_results_grid
-from support.progress import ProgressLine
+from support.paths import REPOSITORY
 from support.quiet_tensorflow import error_summary, import_tensorflow_quietly, tf
-from support.safe_files import FolderError, locked_folder, remove_temporaries, write_strict_json
+from support.safe_files import FolderError
+from training import lfw_parts, loop
+from training.checkpoints import CheckpointError, checkpoint_prefix, read_options, restore_checkpoint
+from training.loop import TrainingObserver
 from training.tasks import TASKS, DataSource, masked_mean
-from training.curve import plot_training_curve, read_history, write_history
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 ARCHITECTURE_DEFAULTS = {
     'task': 'remove',
     'kernel_size': 5,
@@ -49,14 +44,6 @@ ARCHITECTURE_DEFAULTS = {
     'residual': True,
     'standardize': False,
 }
-# Batches whose statistics refresh the batch-norm averages before each validation (0.9 ** 30 = 4 % of the
-# old averages remain).
-CALIBRATION_BATCHES = 30
-
-
-def say(text):
-    """A line of what the program is doing, shown at once (also when stdout is a file)."""
-    print(f"{PROGRAM}: {text}", flush=True)
 
 
 # ----------------------------------------------------------------------------------------------- network
@@ -81,10 +68,6 @@ def encoder_layers(architecture, is_training):
     # The deepest layer's output *is* the decoder's input: a skip link there would only double it.
     layers[-1].skip_connection = False
     return layers
-
-
-def describe(layers):
-    return ' '.join(layer.get_description() for layer in layers)
 
 
 TrainingSetup = collections.namedtuple('TrainingSetup', 'learning_rate decay_steps loss loss_region',
@@ -162,6 +145,9 @@ class Network:
         mean = masked_mean(tf, per_pixel, weight)
         return tf.sqrt(mean, name='loss') if loss == 'rmse' else tf.identity(mean, name='loss')
 
+    def describe(self):
+        return ' '.join(layer.get_description() for layer in self.layers)
+
     def calibrate_batch_norm(self, session, input_batches):
         """Refresh the batch-norm moving averages for the current weights (training-mode forward passes,
         no weight update). Without it they trail weights that have moved since, and test-mode outputs suffer:
@@ -204,174 +190,17 @@ def resolve_architecture(options, saved_options, source):
 
 # ---------------------------------------------------------------------------------------------- training
 
-def grid_examples(dataset, count=12):
-    """Fixed, evenly spread examples, so that the grids of different steps compare."""
-    return np.linspace(0, len(dataset) - 1, min(count, len(dataset))).astype(int)
-
-
-def scalar_summary(tag, value):
-    return tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=tag, simple_value=value)])
-
-
-def image_summary(tag, png_path):
-    with open(png_path, 'rb') as file:
-        image = tf.compat.v1.Summary.Image(encoded_image_string=file.read())
-    return tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=tag, image=image)])
-
-
-def prepare_checkpoint_dir(options):
-    """The task's checkpoint folder and the options of a run to resume ({} if none, or with --restart).
-
-    Nothing is created or removed here: --restart deletes only once every check of the command has passed.
-    """
-    directory = task_checkpoint_dir(options)
-    return directory, {} if options.restart else read_options(directory)
-
-
-class TrainingObserver:
-    """A public view of the training loop, for callers that measure it (bench.py); this one watches nothing.
-
-    `step_done` follows every training step's progress update. The periodic work (batch-norm calibration,
-    validation, its grid, the latest checkpoint) runs through `periodic(name, work)`, which must call `work()`
-    and return its result; an observer may time it, or run it more than once.
-    """
-
-    def step_done(self, step):
-        pass
-
-    def periodic(self, name, work):
-        return work()
-
-
 def train(options, observer=TrainingObserver()):
     say(f"loading the data of {options.data} and building the network")
-    directory, saved_options = prepare_checkpoint_dir(options)
-    architecture = resolve_architecture(options, saved_options, directory)
-    task = TASKS[architecture['task']]
-    data = options.data_source()
-    train_set, valid_set = task.load_training(data), task.load(data, 'valid')
-    steps_per_epoch = train_set.steps_per_epoch(options.batch_size)
-    max_steps = min(options.max_steps or np.inf, (options.max_epochs or np.inf) * steps_per_epoch)
+    directory = task_checkpoint_dir(options)
+    # --restart deletes the previous run only once every check of the command has passed (in the loop)
+    architecture = resolve_architecture(options, {} if options.restart else read_options(directory), directory)
 
-    tf.compat.v1.reset_default_graph()
-    tf.compat.v1.set_random_seed(options.seed)
-    network = Network(architecture, options.bfloat16,
-                      TrainingSetup(options.lr, max_steps, options.loss, options.loss_region))
-    clock = TrainingClock()
-    checkpoints = Checkpoints(directory, network)
-    os.makedirs(options.results_dir, exist_ok=True)
-    writer = tf.compat.v1.summary.FileWriter(os.path.join(options.results_dir, 'logs'))
+    def build_network(max_steps):
+        return Network(architecture, options.bfloat16,
+                       TrainingSetup(options.lr, max_steps, options.loss, options.loss_region))
 
-    with locked_folder(directory, '--checkpoint-dir'), tf.compat.v1.Session() as session:
-        remove_temporaries(directory)
-        if options.restart:
-            remove_checkpoints(directory)
-        session.run(tf.compat.v1.global_variables_initializer())
-        resume_or_start(session, network, checkpoints, say)
-        write_options(directory, {'architecture': architecture, 'training': training_options(options)})
-        step = session.run(network.global_step)
-        clock.start(session)
-        history = read_history(directory, up_to_step=step)
-        print(f"{PROGRAM}: {describe(network.layers)}; {len(train_set)} training and {len(valid_set)} "
-              f"validation pairs; steps {step} -> {max_steps} ({steps_per_epoch} per epoch)")
-        examples = grid_examples(valid_set)
-        images_per_step = train_set.images_per_step(options.batch_size)  # the speed shown counts real images
-        progress = ProgressLine(max_steps, first=step, label='step ', per_count=images_per_step)
-        smoothed_score = None
-        started, step_start, last_good = time.time(), step, checkpoints.latest_prefix()
-        while step < max_steps:
-            inputs, targets, epoch = train_set.training_batch(step, options.batch_size, options.seed, options.flip)
-            _, loss, score, summary = session.run(
-                [network.train_op, network.loss, network.training_score, network.summaries],
-                {network.inputs: inputs, network.targets: targets, network.is_training: True})
-            step += 1  # train_op advanced the global step by one (fetching it in the same run is unordered)
-            if not np.isfinite(loss):
-                raise UsageError(f"the loss became {loss} at step {step}; stopped without saving. The last good "
-                                 f"checkpoint is {last_good or 'none (none was saved yet)'}; try a lower --lr")
-            # An exponential average shows the trend; single batches are noisy.
-            smoothed_score = score if smoothed_score is None else 0.95 * smoothed_score + 0.05 * score
-            progress.update(step, f'epoch {epoch + 1}  {task.format_training_score(smoothed_score)}')
-            observer.step_done(step)
-            if step % options.summary_every == 0:
-                writer.add_summary(summary, step)
-            if step % options.validate_every == 0 or step == max_steps:
-                observer.periodic('calibrate_batch_norm', lambda: network.calibrate_batch_norm(session, (
-                    train_set.training_batch(step + i, options.batch_size, options.seed, options.flip)[0]
-                    for i in range(CALIBRATION_BATCHES))))
-                score = observer.periodic('validate', lambda: validate(
-                    options, session, network, checkpoints, valid_set, examples, writer, step, progress, observer,
-                    plot=step % options.plot_every == 0 or step == max_steps))
-                history.append({'step': int(step), 'minutes': round(clock.seconds() / 60, 3), 'score': float(score)})
-                record_training_curve(options, directory, history, task)
-            if step % options.save_every == 0 or step == max_steps:
-                clock.store(session)
-                last_good = observer.periodic('save_latest', lambda: checkpoints.save_latest(session, step))
-        writer.close()
-        elapsed = time.time() - started
-        best = session.run(network.best_valid_score)
-        print(f"{PROGRAM}: trained steps {step_start}..{step} in {elapsed / 60:.1f} min "
-              f"({(step - step_start) * images_per_step / max(elapsed, 1e-9):.1f} img/s); "
-              f"best {task.format_score(best)}, saved as {checkpoints.best_prefix()}")
-
-
-def training_options(options):
-    keys = ('data', 'targets', 'generated_subjects', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed',
-            'loss', 'loss_region', 'flip', 'bfloat16')
-    recorded = {key: getattr(options, key) for key in keys}
-    recorded['data'] = recorded_path(options.data)
-    return recorded
-
-
-def validate(options, session, network, checkpoints, valid_set, examples, writer, step, progress, observer, plot):
-    task = network.task
-    outputs = network.predict(session, valid_set.batches(options.batch_size))
-    score = task.valid_score(outputs, valid_set.targets)
-    writer.add_summary(scalar_summary(f'valid/{task.score_name}', score), step)
-    improved = score < session.run(network.best_valid_score)
-    if improved:
-        session.run(network.best_valid_score.assign(score))
-        checkpoints.save_best(session, step)
-    progress.message(f"step {step}: {task.format_score(score)}{' (best so far, saved)' if improved else ''}")
-    if plot:
-        path = os.path.join(options.results_dir, f'step_{step:06d}.png')
-        title = f'valid split, step {step}, {task.format_score(score)}'
-        observer.periodic('save_grid', lambda: save_grid(path, task, valid_set, outputs, examples,
-                                                         options.threshold_mm, title))
-        writer.add_summary(image_summary('valid/grid', path), step)
-    return score
-
-
-def record_training_curve(options, directory, history, task):
-    """Keep the validation history beside the checkpoints and redraw results/training_curve.png."""
-    write_history(directory, history, task.score_name)
-    plot_training_curve(history, os.path.join(options.results_dir, 'training_curve.png'), task.score_name,
-                        f"{task.name}: {task.score_name} during training ({recorded_path(directory)})")
-
-
-class TrainingClock:
-    """Training wall time, kept in the checkpoints so that a resumed run's curve continues where it stopped."""
-
-    def __init__(self):
-        self.variable = tf.compat.v1.get_variable('training_seconds', [], tf.float64, trainable=False,
-                                                  initializer=tf.zeros_initializer())
-        self.value = tf.compat.v1.placeholder(tf.float64, [])
-        self.assign = self.variable.assign(self.value)
-
-    def start(self, session):
-        self.before, self.started = session.run(self.variable), time.time()
-
-    def seconds(self):
-        return self.before + time.time() - self.started
-
-    def store(self, session):
-        session.run(self.assign, {self.value: self.seconds()})
-
-
-def save_grid(path, task, dataset, outputs, chosen, threshold_mm, title):
-    """The results grid of the chosen examples of a data set: input, ground truth, output, thresholded."""
-    rows = (dataset.inputs[chosen], dataset.targets[chosen], outputs[chosen],
-            task.thresholded(outputs[chosen], threshold_mm))
-    save_results_grid(path, rows, [dataset.names[i] for i in chosen], title, task.grid_shows_depth)
+    loop.train(options, architecture, directory, build_network, observer)
 
 
 # ------------------------------------------------------------------------------------------ test and use
@@ -395,52 +224,24 @@ def restore_for_inference(options, for_export=False):
 
 
 def test(options):
-    task = TASKS[options.task]
-    started = time.time()
-    say(f"loading the test split of {options.data} and the model")
-    data = options.data_source()
-    test_set, gallery = task.load(data, 'test'), task.load_gallery(data)
-    session, network, prefix = restore_for_inference(options)
-    say(f"testing {prefix}: the model's outputs for the {len(test_set)} test images")
-    with session:
-        outputs = network.predict(session, test_set.batches(options.batch_size))
-        gallery_outputs = None
-        if gallery is not None:
-            say(f"the model's outputs for the {len(gallery)} images of the recognition gallery")
-            gallery_outputs = network.predict(session, gallery.batches(options.batch_size))
-    with locked_folder(options.results_dir, '--results-dir'):
-        metrics = task.evaluate(data, test_set, outputs, prefix, say, options.results_dir, options.threshold_mm,
-                                gallery, gallery_outputs)
-        say("the grids")
-        examples = grid_examples(test_set, 4 * 12)
-        written = ['test_metrics.json', *task.report_files]
-        for number, start in enumerate(range(0, len(examples), 12), 1):
-            written.append(f'test_grid_{number}.png')
-            save_grid(os.path.join(options.results_dir, written[-1]), task, test_set, outputs,
-                      examples[start:start + 12], options.threshold_mm,
-                      f'test split, {os.path.basename(prefix)}: input, ground truth, output, thresholded output')
-        write_strict_json(os.path.join(options.results_dir, 'test_metrics.json'), metrics)
-    print()
-    task.print_metrics(metrics)
-    print()
-    say(f"tested in {time.time() - started:.0f} s; wrote {', '.join(written)} in {options.results_dir}")
+    testing.test_checkpoint(options, lambda: restore_for_inference(options))
 
 
 def infer(options):
     session, network, _ = restore_for_inference(options)
-    from inference import neutralise   # here, not at the top: it imports TensorFlow, which --help and the other modes need not wait for
+    from inference import neutralise  # here, not at the top: --help and the other modes need not wait for it
     with session:
         neutralise.neutralise_files(session, network, options.input, options.output, options.resize,
-                                   options.batch_size, options.threshold_mm)
+                                    options.batch_size, options.threshold_mm)
 
 
 def export(options):
     session, network, prefix = restore_for_inference(options, for_export=True)
-    from inference import neutralise
-    test_rmse_mm = neutralise.rmse_on_test_split(prefix, options.results_dir, options.data)
+    from inference import export  # here, not at the top: it imports TensorFlow
+    test_rmse_mm = export.rmse_on_test_split(prefix, options.results_dir, options.data)
     with session:
-        neutralise.export_model(session, network, prefix, options.output, options.threshold_mm, options.bfloat16,
-                               test_rmse_mm)
+        export.export_model(session, network, prefix, options.output, options.threshold_mm, options.bfloat16,
+                            test_rmse_mm)
 
 
 # ------------------------------------------------------------------------------------------ command line
@@ -456,15 +257,15 @@ EXAMPLES = f"""examples:
 """
 
 # Each task's data and results by default. LFW Part Labels is research data kept outside the repository.
-DEFAULT_DATA = {'remove': os.path.join(HERE, 'data128_128'),
-                'segment': os.path.normpath(os.path.join(HERE, '..', 'shared', 'lfw_part_labels', 'data128_128'))}
+DEFAULT_DATA = {'remove': os.path.join(REPOSITORY, 'data128_128'),
+                'segment': os.path.normpath(os.path.join(REPOSITORY, '..', 'shared', 'lfw_part_labels', 'data128_128'))}
 # How long a default run trains. remove: the steps that reach the shipped model's score on this CPU (see
 # results/experiments.md); segment: the epochs of the reproduction.
 DEFAULT_LENGTH = {'remove': {'max_steps': 32000, 'max_epochs': None},
                   'segment': {'max_steps': None, 'max_epochs': 45}}
 DEFAULT_GENERATED_SUBJECTS = 640
 DEFAULT_GALLERY_SUBJECTS = 300
-DEFAULT_RESULTS = {'remove': os.path.join(HERE, 'results'), 'segment': os.path.join(HERE, 'results', 'segment')}
+DEFAULT_RESULTS = {'remove': os.path.join(REPOSITORY, 'results'), 'segment': os.path.join(REPOSITORY, 'results', 'segment')}
 
 
 def parse_args(argv=None):
@@ -509,7 +310,7 @@ def parse_args(argv=None):
     parser.add_argument('--lr', type=positive_float, default=1e-3,
                         help='initial learning rate of Adam, decaying linearly to 1/100 of it at the last step')
     parser.add_argument('--seed', type=whole_number(0), default=0, help='seed of weight initialisation and batch order')
-    parser.add_argument('--checkpoint-dir', default=os.path.join(HERE, 'checkpoints'),
+    parser.add_argument('--checkpoint-dir', default=os.path.join(REPOSITORY, 'checkpoints'),
                         help='folder of checkpoints; each task keeps its own subfolder (e.g. checkpoints/remove)')
     parser.add_argument('--results-dir', default=None,
                         help='folder for result grids, test metrics and TensorBoard logs (logs/) '
@@ -663,17 +464,6 @@ def resolve_options(args, error):
         loss_region=args.loss_region or task.loss_regions[0], bfloat16=bfloat16))
 
 
-def interrupted_training_note(options, argv):
-    """What Ctrl-C kept and lost, and the command that carries on (the same one, without --restart).
-    The latest checkpoint is read from its folder: the Saver switches its state file only once a save is whole."""
-    rerun = shlex.join(['python', PROGRAM] + [word for word in argv if word != '--restart'])
-    kept = checkpoint_prefix(task_checkpoint_dir(options), (LATEST_STATE_FILE,))
-    if not kept:
-        return f" before the first checkpoint; nothing is kept. Start again with: {rerun}"
-    return (f"; kept the checkpoint of step {kept.rsplit('-', 1)[1]} ({kept}), the steps after it are lost. "
-            f"Resume with: {rerun}")
-
-
 def main(argv=None, observer=TrainingObserver()):
     """The command line; `observer` watches a training (see TrainingObserver)."""
     argv = sys.argv[1:] if argv is None else [str(word) for word in argv]
@@ -695,7 +485,7 @@ def main(argv=None, observer=TrainingObserver()):
         report_error(PROGRAM, error_summary(error))
         return 2
     except KeyboardInterrupt:
-        note = interrupted_training_note(options, argv) if options.mode == 'train' else ''
+        note = loop.interrupted_training_note(task_checkpoint_dir(options), argv) if options.mode == 'train' else ''
         print(f"\n{PROGRAM}: interrupted{note}", file=sys.stderr)
         return 130
     return 0

@@ -7,8 +7,7 @@ import os
 
 import numpy as np
 
-from depth.convention import mm_to_network
-from depth.convention import IMAGE_SIZE
+from depth.convention import IMAGE_SIZE, mm_to_network
 from depth.png import read_depth_png
 
 SPLITS = ('train', 'valid', 'test')

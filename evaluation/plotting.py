@@ -16,8 +16,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LightSource, Normalize
 from matplotlib.figure import Figure
 
-from depth.convention import PIXEL_PITCH_MM
-from depth.convention import network_to_mm
+from depth.convention import PIXEL_PITCH_MM, network_to_mm
 from evaluation.metrics import EXPRESSION_NAMES, parse_name
 from support.safe_files import atomic_write
 
@@ -93,3 +92,15 @@ def save_results_grid(path, rows, names, title, depth=True):
     """Save the grid of up to MAX_COLUMNS examples as a PNG (see results_grid_figure)."""
     with atomic_write(path) as file:
         results_grid_figure(rows, names, title, depth).savefig(file, dpi=100, format='png')
+
+
+def grid_examples(dataset, count=12):
+    """Fixed, evenly spread examples, so that the grids of different steps compare."""
+    return np.linspace(0, len(dataset) - 1, min(count, len(dataset))).astype(int)
+
+
+def save_grid(path, task, dataset, outputs, chosen, threshold_mm, title):
+    """The results grid of the chosen examples of a data set: input, ground truth, output, thresholded."""
+    rows = (dataset.inputs[chosen], dataset.targets[chosen], outputs[chosen],
+            task.thresholded(outputs[chosen], threshold_mm))
+    save_results_grid(path, rows, [dataset.names[i] for i in chosen], title, task.grid_shows_depth)

@@ -10,8 +10,9 @@ import os
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_FOLDER = os.path.join(HERE, 'generated')
+from support.paths import REPOSITORY
+
+DEFAULT_FOLDER = os.path.join(REPOSITORY, 'generated')
 # Seed 0 drew the committed data128_128; each kind of generated data has its own seed, so their identities are
 # independent draws from the face model's identity distribution (and, with probability 1, all distinct).
 TRAINING_SEED = 1
@@ -44,7 +45,7 @@ def _ensure(root, kind, subjects, mixtures, seed, what):
         return folder
     print(f"rendering the {what} ({subjects} subjects) into {folder}; made once, reused after", flush=True)
     # A separate process: make_dataset.py renders with a process pool, which must not fork TensorFlow.
-    command = [sys.executable, os.path.join(HERE, 'make_dataset.py'), '--output', folder, '--seed', str(seed),
+    command = [sys.executable, os.path.join(REPOSITORY, 'make_dataset.py'), '--output', folder, '--seed', str(seed),
                '--train-subjects', str(subjects), '--valid-subjects', '0', '--test-subjects', '0',
                '--mixtures-per-subject', str(mixtures)]
     result = subprocess.run(command, stderr=subprocess.PIPE, text=True)

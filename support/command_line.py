@@ -82,3 +82,8 @@ def finite_number(low=-math.inf, low_allowed=True):
 finite_float = finite_number()
 positive_float = finite_number(0, low_allowed=False)
 non_negative_float = finite_number(0)
+
+
+def say(text):
+    """A line of what the program is doing, shown at once (also when stdout is a file)."""
+    print(f"{PROGRAM}: {text}", flush=True)

@@ -13,6 +13,8 @@ import pytest
 
 from conftest import NO_GENERATED, REPO, TINY_NETWORK, assert_one_line_error, run_program
 from support.paths import resolve_recorded_path
+
+
 def train_tiny(data, checkpoints, results, *extra):
     return run_program('--mode', 'train', '--data', data, '--checkpoint-dir', checkpoints, '--results-dir', results,
                        *TINY_NETWORK, '--validate-every', 5, '--plot-every', 10, *extra)
@@ -94,8 +96,8 @@ def test_test_mode_metrics_match_a_numpy_recomputation(trained, tmp_path):
     assert os.path.exists(tmp_path / 'test_grid_1.png') and os.path.exists(tmp_path / 'report.md')
 
     import convworking
-    from depth.dataset import Dataset
     from depth.convention import network_to_mm
+    from depth.dataset import Dataset
     options = convworking.parse_args(['--mode', 'test', '--checkpoint-dir', str(checkpoints)])
     convworking.tf.compat.v1.disable_eager_execution()
     session, network, prefix = convworking.restore_for_inference(options)

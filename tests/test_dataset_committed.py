@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 
 import make_dataset
-from depth.png import read_depth_png
-from faces.model import load_face_model
 from depth.convention import DESCRIPTION
 from depth.dataset import SPLITS
+from depth.png import read_depth_png
 from faces.expressions import INTENSITIES, PROTOTYPES, prototype_weights
 from faces.generator import GENERATOR_VERSION, render_subject, subjects_from_description
-from faces.model import DEFAULT_FACE_MODEL
+from faces.model import DEFAULT_FACE_MODEL, load_face_model
 
 DATA = Path(__file__).resolve().parents[1] / "data128_128"
 NAME = re.compile(r"(\d{4})_(NE|HA|SA|SU|FE|AN|DI|MX)(\d\d)\.png")

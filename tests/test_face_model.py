@@ -4,10 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from faces.model import FaceModelError, FolderTopology, load_face_model
+from faces.model import DEFAULT_FACE_MODEL, FaceModelError, FolderTopology, load_face_model
 from fake_face_model import dome_face_arrays, write_fake_npz
-from faces.model import DEFAULT_FACE_MODEL
-
 
 # A FaceXModel folder in miniature. Source vertices 0-4 form the group "face" (polygon 0, a pentagon),
 # 5-6 a group the model drops (polygon 1), 7-9 the group "teeth" (polygons 2-3; polygon 2 also uses face

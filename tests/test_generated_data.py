@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_NETWORK, run_program
 import convworking
+from conftest import REPO, TINY_NETWORK, run_program
+from depth.dataset import SPLITS, Dataset
 from faces import generated
-from depth.dataset import Dataset
 from training.tasks import TASKS
-from depth.dataset import SPLITS
 
 COMMITTED = Path(REPO) / 'data128_128'
 

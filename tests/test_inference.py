@@ -11,10 +11,11 @@ import pytest
 
 from conftest import REPO, TINY_NETWORK, run_program, synthetic_pair
 from convworking import Network, parse_args, tf
-from depth.dataset import DataError
 from depth.convention import mm_to_network, network_to_mm
+from depth.dataset import DataError
 from depth.png import DepthImageError, depth_mm_to_units, write_depth_png
-from inference.neutralise import neutralise
+from inference import export, neutralise
+from support.paths import resolve_recorded_path
 
 THRESHOLD_MM = 10.0  # the command line's default --threshold-mm
 
@@ -231,7 +232,7 @@ def test_export_writes_the_files_and_model_json(checkpoint, exported):
     assert info['input']['shape'] == [None, 128, 128, 1] == info['output']['shape']
     assert info['scale']['full_scale_mm'] == 127.5
     assert info['scale']['png_mm_per_unit'] == {'16-bit': 0.1, '8-bit': 0.5}
-    assert neutralise.evaluation.resolve_recorded_path(info['checkpoint']) == os.path.abspath(checkpoint[0])
+    assert resolve_recorded_path(info['checkpoint']) == os.path.abspath(checkpoint[0])
     assert info['step'] == int(checkpoint[0].rsplit('-', 1)[1])
     assert info['valid_rmse_mm'] == pytest.approx(tf.train.load_variable(checkpoint[0], 'best_valid_score'))
     assert info['test_rmse_mm'] == 4.25
@@ -266,14 +267,14 @@ def test_exported_forms_reproduce_the_checkpoint_without_the_projects_code(check
 
 def test_export_refuses_to_overwrite(checkpoint, exported):
     with pytest.raises(DataError, match='already exists; export never overwrites'):
-        neutralise.export_model(None, None, checkpoint[0], str(exported[0]), threshold_mm=THRESHOLD_MM,
-                               bfloat16=False, test_rmse_mm=None)
+        export.export_model(None, None, checkpoint[0], str(exported[0]), threshold_mm=THRESHOLD_MM,
+                           bfloat16=False, test_rmse_mm=None)
 
 
 def test_test_rmse_is_taken_only_for_the_same_checkpoint_and_data(tmp_path):
     with open(tmp_path / 'test_metrics.json', 'w') as file:
         json.dump({'checkpoint': 'checkpoints/remove/best-100', 'data': 'data128_128', 'rmse_mm': 3.0}, file)
-    rmse = lambda checkpoint, data='data128_128', results=tmp_path: neutralise.rmse_on_test_split(
+    rmse = lambda checkpoint, data='data128_128', results=tmp_path: export.rmse_on_test_split(
         os.path.join(REPO, checkpoint), str(results), os.path.join(REPO, data))
     assert rmse('checkpoints/remove/best-100') == 3.0
     assert rmse('checkpoints/remove/best-200') is None

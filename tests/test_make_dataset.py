@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import make_dataset
-from faces.model import load_face_model
 import fake_face_model
-from fake_face_model import write_fake_npz
+import make_dataset
 from depth.convention import IMAGE_CENTRE
 from depth.rasterise import render_depth_mm
 from faces.generator import plan_dataset, render_subject, subjects_from_description
-from faces.model import DEFAULT_FACE_MODEL
+from faces.model import DEFAULT_FACE_MODEL, load_face_model
+from fake_face_model import write_fake_npz
 
 SCRIPT = Path(make_dataset.__file__)
 TINY_COUNTS = ["--train-subjects", "2", "--valid-subjects", "1", "--test-subjects", "1",

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from evaluation.report import report_figure
 from conftest import synthetic_pair
 from depth.convention import mm_to_network
 from evaluation.plotting import HEIGHT_LABEL, LIGHT, ROW_TITLES, lit_relief, results_grid_figure, save_results_grid
+from evaluation.report import report_figure
 
 
 def figure_texts(figure):

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_line_error, run_program
+from depth.convention import BACK_PLANE_MM, IMAGE_CENTRE, IMAGE_SIZE, PIXEL_PITCH_MM
 from depth.png import read_depth_png
-from faces.model import load_face_model
-from depth.convention import IMAGE_SIZE, PIXEL_PITCH_MM
-from depth.convention import BACK_PLANE_MM, IMAGE_CENTRE
 from faces.expressions import INTENSITIES, MIXTURES_PER_SUBJECT, PROTOTYPES, prototype_weights
-from faces.model import DEFAULT_FACE_MODEL
-from scans.mesh_io import MeshError, read_scan, write_obj, write_ply
+from faces.model import DEFAULT_FACE_MODEL, load_face_model
+from scanning import alignment
+from scanning.measurement import HEIGHT_ERROR_BOUND_MM, height_error_and_coverage
+from scanning.mesh_io import MeshError, Scan, read_scan, write_obj, write_ply
+from scanning.synthetic import (benchmark_scans, exact_depth_mm, kept_part, new_subject, not_a_face, protocol_expression,
+                             prototype, scan_file, synthetic_scan)
 from support import safe_files
-from scans import alignment
-import scan_benchmark
 
 
 @pytest.fixture(scope='module')
@@ -59,7 +59,7 @@ def test_units_are_told_apart_by_the_face_size(model, unit):
     assert alignment.detect_units(face / alignment.MM_PER_UNIT[unit]) == unit
 
 
-MEDIAN_HEIGHT_ERROR_MM = scan_benchmark.HEIGHT_ERROR_BOUND_MM  # the bound, for every promised pose
+MEDIAN_HEIGHT_ERROR_MM = HEIGHT_ERROR_BOUND_MM  # the bound, for every promised pose
 
 # A few poses at the edges of the promised ranges (the full grid is scan_benchmark.py's measurement).
 POSES = [('HA', dict(yaw=25, pitch=-12, roll=8), 'mesh', 'm'),
@@ -70,19 +70,19 @@ POSES = [('HA', dict(yaw=25, pitch=-12, roll=8), 'mesh', 'm'),
 @pytest.mark.parametrize('expression, pose, kind, unit', POSES)
 def test_a_turned_shifted_scan_comes_out_as_the_exact_render(model, template, expression, pose, kind, unit):
     rng = np.random.default_rng(abs(pose['yaw'] * 100 + pose['pitch']))
-    neutral, face = scan_benchmark.new_subject(model, rng, scan_benchmark.prototype(model, expression))
-    exact = scan_benchmark.exact_depth_mm(model, neutral, face)
-    scan = scan_benchmark.synthetic_scan(model, neutral, face, rng, kind, unit, pose, shift_mm=400.0)
+    neutral, face = new_subject(model, rng, prototype(model, expression))
+    exact = exact_depth_mm(model, neutral, face)
+    scan = synthetic_scan(model, neutral, face, rng, kind, unit, pose, shift_mm=400.0)
     prepared = alignment.prepare_scan(scan, template)
     assert prepared.units == unit
     assert prepared.depth_mm.shape == (128, 128)
-    error, coverage = scan_benchmark.height_error_and_coverage(prepared.depth_mm, exact)
+    error, coverage = height_error_and_coverage(prepared.depth_mm, exact)
     assert error <= MEDIAN_HEIGHT_ERROR_MM and coverage >= 0.9, (error, coverage)
 
 
 def test_scan_expressions_are_drawn_as_the_test_split_has_them(model):
     rng = np.random.default_rng(0)
-    drawn = [scan_benchmark.protocol_expression(model, rng) for _ in range(500)]
+    drawn = [protocol_expression(model, rng) for _ in range(500)]
     labels = [label for label, _ in drawn]
     assert {label[:2] for label in labels} == {'NE', 'MX', *PROTOTYPES}
     assert 0.10 < np.mean([label.startswith('MX') for label in labels]) < 0.30  # 6 of a subject's 31 renders
@@ -99,11 +99,11 @@ def test_scan_expressions_are_drawn_as_the_test_split_has_them(model):
 def test_a_face_whose_nose_is_not_among_its_three_most_prominent_points_is_prepared(model, template, monkeypatch):
     # scan_benchmark.py --seed 11, scan 9: a full surprise at pitch and roll -12; its open mouth and raised brows
     # stand out more than its nose, the fifth most prominent point.
-    item = next(item for item in scan_benchmark.benchmark_scans(model, 11) if item.number == 9)
+    item = next(item for item in benchmark_scans(model, 11) if item.number == 9)
     assert item.name == '0009_SU04.png'
     prepared = alignment.prepare_scan(item.scan, template)
-    exact = scan_benchmark.exact_depth_mm(model, item.neutral, item.face)
-    error, coverage = scan_benchmark.height_error_and_coverage(prepared.depth_mm, exact)
+    exact = exact_depth_mm(model, item.neutral, item.face)
+    error, coverage = height_error_and_coverage(prepared.depth_mm, exact)
     assert error <= MEDIAN_HEIGHT_ERROR_MM and coverage >= 0.9, (error, coverage)
     monkeypatch.setattr(alignment, 'NOSE_CANDIDATES', 3)
     with pytest.raises(alignment.ScanError, match='does not look like a face'):
@@ -113,13 +113,13 @@ def test_a_face_whose_nose_is_not_among_its_three_most_prominent_points_is_prepa
 def test_puffed_cheeks_are_found_from_the_puffed_cheek_start(model, template, monkeypatch):
     # scan_benchmark.py --seed 7, scan 12: a mixture with both cheeks puffed (0.87) and one eye wide; from the
     # neutral face and the half-open jaw alone, the whole-face fit explains the cheeks with other shapes.
-    item = next(item for item in scan_benchmark.benchmark_scans(model, 7) if item.number == 12)
+    item = next(item for item in benchmark_scans(model, 7) if item.number == 12)
     assert item.name == '0012_MX03.png'
-    exact = scan_benchmark.exact_depth_mm(model, item.neutral, item.face)
+    exact = exact_depth_mm(model, item.neutral, item.face)
 
     def height_error(template):
         prepared = alignment.prepare_scan(item.scan, template)
-        return scan_benchmark.height_error_and_coverage(prepared.depth_mm, exact)[0]
+        return height_error_and_coverage(prepared.depth_mm, exact)[0]
 
     assert height_error(template) <= MEDIAN_HEIGHT_ERROR_MM
     monkeypatch.setattr(alignment, 'WHOLE_FACE_STARTS', alignment.WHOLE_FACE_STARTS[:2])
@@ -143,10 +143,10 @@ def test_the_template_fits_every_expression_shape_but_gaze(model, template):
 
 
 def test_benchmark_scans_are_measured_from_files_as_a_user_has_them(model, tmp_path):
-    items = list(itertools.islice(scan_benchmark.benchmark_scans(model, 2026), 3))
+    items = list(itertools.islice(benchmark_scans(model, 2026), 3))
     assert [item.kind for item in items] == ['mesh', 'scanner', 'cloud']
     for item, suffix in zip(items, ('.obj', '.ply', '.ply')):
-        path = scan_benchmark.scan_file(item, str(tmp_path))
+        path = scan_file(item, str(tmp_path))
         assert path.endswith(suffix)
         read = read_scan(path)
         np.testing.assert_array_equal(read.triangles, item.scan.triangles)
@@ -168,12 +168,12 @@ def test_a_splatted_sloped_plane_has_the_plane_height_at_every_pixel_centre():
 
 def test_a_large_hole_is_filled_from_the_fitted_face(model, template):
     rng = np.random.default_rng(5)
-    neutral, face = scan_benchmark.new_subject(model, rng)
+    neutral, face = new_subject(model, rng)
     cheek = neutral[model.nose_tip] + np.array([-40.0, -10.0, -25.0])
     nearest = np.argmin(np.linalg.norm(neutral - cheek, axis=1))
     kept = np.linalg.norm(face - face[nearest], axis=1) > 18.0  # a hole of about 1000 mm^2 on the cheek
-    scan = scan_benchmark.Scan(*scan_benchmark.kept_part(face, model.triangles, kept))
-    exact = scan_benchmark.exact_depth_mm(model, neutral, face)
+    scan = Scan(*kept_part(face, model.triangles, kept))
+    exact = exact_depth_mm(model, neutral, face)
     prepared = alignment.prepare_scan(scan, template, units='mm')
     hole = (exact > 0) & (alignment.render_depth_mm(scan.vertices, neutral[model.nose_tip], scan.triangles) <= 0)
     assert hole.sum() * PIXEL_PITCH_MM ** 2 > 600
@@ -196,21 +196,21 @@ def test_completion_keeps_the_scan_on_the_face_and_takes_the_fitted_face_elsewhe
 
 def test_too_few_points_and_no_face_are_refused(model, template):
     rng = np.random.default_rng(1)
-    few = scan_benchmark.Scan(rng.normal(size=(100, 3)) * 50, np.zeros((0, 3), int))
+    few = Scan(rng.normal(size=(100, 3)) * 50, np.zeros((0, 3), int))
     with pytest.raises(alignment.ScanError, match='too few'):
         alignment.prepare_scan(few, template)
     with pytest.raises(alignment.ScanError, match='does not look like a face'):
-        alignment.prepare_scan(scan_benchmark.not_a_face(rng), template)
+        alignment.prepare_scan(not_a_face(rng), template)
 
 
 @pytest.fixture(scope='module')
 def scan_folder(model, tmp_path_factory):
     folder = tmp_path_factory.mktemp('scans')
     rng = np.random.default_rng(3)
-    neutral, face = scan_benchmark.new_subject(model, rng, scan_benchmark.prototype(model, 'AN'))
-    scan = scan_benchmark.synthetic_scan(model, neutral, face, rng, 'mesh', 'mm', dict(yaw=15, pitch=0, roll=0))
+    neutral, face = new_subject(model, rng, prototype(model, 'AN'))
+    scan = synthetic_scan(model, neutral, face, rng, 'mesh', 'mm', dict(yaw=15, pitch=0, roll=0))
     write_ply(folder / 'angry.ply', scan.vertices, scan.triangles)
-    write_obj(folder / 'ball.obj', scan_benchmark.not_a_face(rng).vertices)
+    write_obj(folder / 'ball.obj', not_a_face(rng).vertices)
     (folder / 'broken.obj').write_text('v 1 2\n')
     (folder / 'notes.txt').write_text('not a scan')
     return folder

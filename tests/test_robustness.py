@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import TINY_NETWORK, assert_one_line_error, run_program
-from support import safe_files
 from depth.dataset import Dataset
 from depth.png import DepthImageError, read_depth_png, write_depth_png
+from support import safe_files
 
 
 def train_tiny(data, checkpoints, *extra):
@@ -190,8 +190,8 @@ def test_atomic_write_leaves_nothing_when_the_disk_is_full(tmp_path):
 
 def test_an_export_that_fails_midway_leaves_no_file_behind(checkpoints, tmp_path, monkeypatch, capsys):
     import convworking
-    from inference.neutralise import neutralise
-    monkeypatch.setattr(neutralise, 'write_saved_model', full_disk)
+    from inference import export
+    monkeypatch.setattr(export, 'write_saved_model', full_disk)
     status = convworking.main(['--mode', 'export', '--checkpoint-dir', str(checkpoints),
                                '--output', str(tmp_path / 'model')])
     assert status == 2

@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY_NETWORK, run_program
-from test_command_line import assert_one_line_error
-
-from evaluation.metrics import iou_per_class, mean_iou, pixel_accuracy
-
-from support.paths import resolve_recorded_path
-from training import lfw_parts
 from depth.dataset import DataError
+from evaluation.metrics import iou_per_class, mean_iou, pixel_accuracy
+from support.paths import resolve_recorded_path
+from test_command_line import assert_one_line_error
+from training import lfw_parts
 
 
 def synthetic_scene(rng):

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from depth.convention import IMAGE_SIZE
-from depth.dataset import DataError, Dataset, SPLITS
+from depth.dataset import SPLITS, DataError, Dataset
 
 SPLIT_PERCENT = (70, 15, 15)
 TARGET_FOLDERS = ('targets_face_only', 'targets')

@@ -9,20 +9,17 @@ import math
 
 import numpy as np
 
-from evaluation.baselines import LinearBaseline, baseline_outputs, mean_face
-
-from evaluation.metrics import MS_SSIM_FILTER_SIZE, iou_per_class, mean_abs_error_map, mean_iou, parse_name, per_image_face_rmse, per_image_metrics, pixel_accuracy, summarise
-
-from evaluation.recognition import recognition
-
-from evaluation.report import print_table, write_report
-
-from support.paths import recorded_path
-from faces import generated
-from training import lfw_parts
-from depth.dataset import DataError, Dataset
 from depth.convention import FULL_SCALE_MM, mm_to_network, network_to_mm
+from depth.dataset import DataError, Dataset
+from evaluation.baselines import LinearBaseline, baseline_outputs, mean_face
+from evaluation.metrics import (MS_SSIM_FILTER_SIZE, iou_per_class, mean_abs_error_map, mean_iou, parse_name,
+                                per_image_face_rmse, per_image_metrics, pixel_accuracy, summarise)
 from evaluation.plotting import thresholded
+from evaluation.recognition import recognition
+from evaluation.report import print_table, write_report
+from faces import generated
+from support.paths import recorded_path
+from training import lfw_parts
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,17 +16,15 @@ import sys
 import numpy as np
 from matplotlib.figure import Figure
 
-from support.command_line import PROGRAM
+from depth.convention import FULL_SCALE_MM, IMAGE_CENTRE, IMAGE_SIZE, PIXEL_PITCH_MM
 from depth.dataset import DataError
-from depth.convention import FULL_SCALE_MM
 from depth.png import write_depth_png
-from faces.model import FaceModelError, load_face_model
-from depth.convention import IMAGE_CENTRE, IMAGE_SIZE, PIXEL_PITCH_MM
-from faces.model import DEFAULT_FACE_MODEL
-from scans.mesh_io import MeshError, SCAN_SUFFIXES, is_scan_file, read_scan
 from evaluation.plotting import PREVIEW_FOLDER
+from faces.model import DEFAULT_FACE_MODEL, FaceModelError, load_face_model
+from scanning.alignment import MM_PER_SCAN_UNIT, ScanError, face_template, prepare_scan
+from scanning.mesh_io import SCAN_SUFFIXES, MeshError, is_scan_file, read_scan
+from support.command_line import PROGRAM
 from support.safe_files import atomic_write, locked_folder
-from scans.alignment import MM_PER_SCAN_UNIT, ScanError, face_template, prepare_scan
 
 PREVIEW_POINTS = 20000  # enough to see the scan's shape; drawing every point of a big scan only costs time
 

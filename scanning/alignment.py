@@ -21,11 +21,11 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from faces.model import MM_PER_MODEL_UNIT, FaceModel
 from depth.convention import IMAGE_SIZE, image_frame
 from depth.rasterise import render_depth_mm
 from faces.expressions import EXCLUDED_FROM_MIXTURES
 from faces.generator import rotated_about
+from faces.model import MM_PER_MODEL_UNIT, FaceModel
 
 MM_PER_SCAN_UNIT = {'mm': 1.0, 'cm': 10.0, 'm': 1000.0}
 FLANN_SINGLE_KD_TREE = 4  # FLANN's algorithm number (cv::flann::FLANN_INDEX_KDTREE_SINGLE)

@@ -1,0 +1,42 @@
+"""--mode test: a trained model's outputs on the test split, scored by its task, with the report and the grids."""
+import os
+import time
+
+from evaluation.plotting import grid_examples, save_grid
+from support.command_line import say
+from support.safe_files import locked_folder, write_strict_json
+from training.tasks import TASKS
+
+
+def test_checkpoint(options, restore):
+    """--mode test: the checkpoint that restore() gives as (session, network, prefix) on the test split of
+    options.data (the command line's Options); the metrics, report and grids into options.results_dir."""
+    task = TASKS[options.task]
+    started = time.time()
+    say(f"loading the test split of {options.data} and the model")
+    data = options.data_source()
+    test_set, gallery = task.load(data, 'test'), task.load_gallery(data)
+    session, network, prefix = restore()
+    say(f"testing {prefix}: the model's outputs for the {len(test_set)} test images")
+    with session:
+        outputs = network.predict(session, test_set.batches(options.batch_size))
+        gallery_outputs = None
+        if gallery is not None:
+            say(f"the model's outputs for the {len(gallery)} images of the recognition gallery")
+            gallery_outputs = network.predict(session, gallery.batches(options.batch_size))
+    with locked_folder(options.results_dir, '--results-dir'):
+        metrics = task.evaluate(data, test_set, outputs, prefix, say, options.results_dir, options.threshold_mm,
+                                gallery, gallery_outputs)
+        say("the grids")
+        examples = grid_examples(test_set, 4 * 12)
+        written = ['test_metrics.json', *task.report_files]
+        for number, start in enumerate(range(0, len(examples), 12), 1):
+            written.append(f'test_grid_{number}.png')
+            save_grid(os.path.join(options.results_dir, written[-1]), task, test_set, outputs,
+                      examples[start:start + 12], options.threshold_mm,
+                      f'test split, {os.path.basename(prefix)}: input, ground truth, output, thresholded output')
+        write_strict_json(os.path.join(options.results_dir, 'test_metrics.json'), metrics)
+    print()
+    task.print_metrics(metrics)
+    print()
+    say(f"tested in {time.time() - started:.0f} s; wrote {', '.join(written)} in {options.results_dir}")

@@ -1,0 +1,282 @@
+"""--mode export: a trained model in forms that need none of this code.
+
+export (--mode export --output DIR)
+  Writes DIR/frozen_graph.pb (variables folded into constants, inference-mode batch normalisation, only
+  `inputs` -> `output`, any batch size), DIR/saved_model/ (signature 'serving_default': 'inputs' -> 'output'),
+  DIR/frozen_graph_opencv.pb (the same for cv2.dnn.readNetFromTensorflow, see opencv_graph; left out, with
+  the reason in model.json, when OpenCV cannot run it) and DIR/model.json (names, shapes, scale, checkpoint,
+  step, validation and test RMSE). Every form is reloaded and must reproduce the checkpoint's output to
+  EXPORT_TOLERANCE. Refuses a DIR already holding any of these files.
+"""
+import json
+import os
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from depth.convention import FULL_SCALE_MM, IMAGE_SIZE, MM_PER_PNG_UNIT, VERSION, mm_to_network
+from depth.dataset import DataError
+from support.command_line import PROGRAM
+from support.paths import recorded_path, resolve_recorded_path
+from support.safe_files import atomic_path, atomic_write, locked_folder, remove_path, write_strict_json
+
+FROZEN_GRAPH_FILE = 'frozen_graph.pb'
+OPENCV_GRAPH_FILE = 'frozen_graph_opencv.pb'
+SAVED_MODEL_FOLDER = 'saved_model'
+MODEL_INFO_FILE = 'model.json'
+SIGNATURE_KEY = 'serving_default'
+INPUT_NAME, OUTPUT_NAME = 'inputs', 'output'
+# The exported forms must reproduce the checkpoint to this (on the network's scale, 1.0 = 127.5 mm).
+EXPORT_TOLERANCE = 1e-4
+
+
+def frozen_inference_graph(session, network):
+    """GraphDef of inputs -> output with the variables as constants. The network is built for export
+    (is_training fixed to False): batch normalisation reads its moving averages, and no control flow is left
+    for the tools that cannot read it."""
+    frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
+        session, session.graph.as_graph_def(), [OUTPUT_NAME])
+    # The variables' reads became Identity nodes: splice them out (a smaller graph other tools read more easily).
+    graph_def = tf.compat.v1.graph_util.remove_training_nodes(frozen, protected_nodes=[INPUT_NAME, OUTPUT_NAME])
+    graph_def.library.CopyFrom(frozen.library)  # remove_training_nodes drops it (--standardize's map_fn needs it)
+    graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [OUTPUT_NAME])
+    if any(node.op in ('If', 'StatelessIf') for node in graph_def.node):
+        raise RuntimeError("the frozen graph still holds a tf.cond (If operation)")
+    placeholders = [node.name for node in graph_def.node if node.op.startswith('Placeholder')]
+    if placeholders != [INPUT_NAME]:
+        raise RuntimeError(f"the frozen graph's placeholders are {placeholders}, expected only {INPUT_NAME}")
+    return graph_def
+
+
+def run_frozen_graph(graph_def, batch):
+    """Run a frozen GraphDef the way a user without this code would (plain import_graph_def)."""
+    with tf.Graph().as_default() as graph:
+        tf.compat.v1.import_graph_def(graph_def, name='')
+        with tf.compat.v1.Session(graph=graph) as session:
+            return session.run(f'{OUTPUT_NAME}:0', {f'{INPUT_NAME}:0': batch})
+
+
+def write_saved_model(graph_def, directory):
+    """A SavedModel of the frozen graph (weights as constants): signature 'serving_default' inputs -> output."""
+    with tf.Graph().as_default() as graph:
+        tf.compat.v1.import_graph_def(graph_def, name='')
+        inputs, output = graph.get_tensor_by_name(f'{INPUT_NAME}:0'), graph.get_tensor_by_name(f'{OUTPUT_NAME}:0')
+        signature = tf.compat.v1.saved_model.predict_signature_def({INPUT_NAME: inputs}, {OUTPUT_NAME: output})
+        builder = tf.compat.v1.saved_model.Builder(directory)
+        with tf.compat.v1.Session(graph=graph) as session:
+            builder.add_meta_graph_and_variables(session, [tf.saved_model.SERVING],
+                                                 signature_def_map={SIGNATURE_KEY: signature},
+                                                 strip_default_attrs=True)
+        builder.save()
+
+
+def run_saved_model(directory, batch):
+    """Run the SavedModel's serving signature in a fresh graph (tf.compat.v1 loader: works in graph mode)."""
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, [tf.saved_model.SERVING], directory)
+        signature = meta_graph.signature_def[SIGNATURE_KEY]
+        return session.run(signature.outputs[OUTPUT_NAME].name, {signature.inputs[INPUT_NAME].name: batch})
+
+
+def rmse_on_test_split(checkpoint, results_dir, data_dir):
+    """The test RMSE (mm) of results_dir/test_metrics.json if it was measured for this checkpoint on the test
+    split of data_dir, else None."""
+    path = os.path.join(results_dir, 'test_metrics.json')
+    try:
+        with open(path) as file:
+            metrics = json.load(file)
+    except (OSError, ValueError):
+        return None
+    measured = {key: resolve_recorded_path(str(metrics.get(key))) for key in ('checkpoint', 'data')}
+    same = measured == {'checkpoint': os.path.abspath(checkpoint), 'data': os.path.abspath(data_dir)}
+    return metrics.get('rmse_mm') if same else None
+
+
+def verification_batch(count=2, seed=0):
+    """Two synthetic dome-shaped 'faces' on the network's scale, enough to compare the exported forms."""
+    rng = np.random.default_rng(seed)
+    rows, columns = np.mgrid[:IMAGE_SIZE, :IMAGE_SIZE]
+    images = []
+    for _ in range(count):
+        centre, radius = rng.uniform(54, 74, 2), rng.uniform(30, 45)
+        dome = 2 * np.sqrt(np.clip(radius ** 2 - (rows - centre[0]) ** 2 - (columns - centre[1]) ** 2, 0, None))
+        images.append(np.where(dome > 0, dome + 40 + rng.normal(0, 1, dome.shape), 0))
+    return mm_to_network(np.stack(images))[..., np.newaxis]
+
+
+def opencv_graph(graph_def):
+    """The frozen graph as OpenCV's DNN module reads it (cv2.dnn.readNetFromTensorflow): same arithmetic.
+
+    Two export-only changes. (1) The transposed convolutions' output shapes, built at run time from the
+    batch size (tf.stack of tf.shape), become constants for a batch of 1: OpenCV's importer needs a constant
+    there (it uses only the height and width, so OpenCV still runs N x 1 x 128 x 128 blobs; TensorFlow runs
+    this graph for one image at a time). (2) Every constant read by several operations gets one copy per
+    reader: the decoder reuses the encoder's kernels, and OpenCV frees a kernel's data once the first
+    convolution has read it, so the transposed convolution sharing it would find it empty.
+    """
+    shape_nodes = sorted({node.input[0].split(':')[0] for node in graph_def.node
+                          if node.op == 'Conv2DBackpropInput'})
+    with tf.Graph().as_default() as graph:
+        tf.compat.v1.import_graph_def(graph_def, name='')
+        with tf.compat.v1.Session(graph=graph) as session:
+            shapes = session.run([f'{name}:0' for name in shape_nodes],
+                                 {f'{INPUT_NAME}:0': np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32)})
+    fixed = {name: np.asarray(shape, np.int32) for name, shape in zip(shape_nodes, shapes)}
+    result = tf.compat.v1.GraphDef()
+    result.versions.CopyFrom(graph_def.versions)
+    for node in graph_def.node:
+        new = result.node.add()
+        if node.name in fixed:
+            new.name, new.op = node.name, 'Const'
+            new.attr['dtype'].type = tf.int32.as_datatype_enum
+            new.attr['value'].tensor.CopyFrom(tf.make_tensor_proto(fixed[node.name]))
+        else:
+            new.CopyFrom(node)
+        if node.name == INPUT_NAME:
+            new.attr['shape'].shape.CopyFrom(tf.TensorShape([1, IMAGE_SIZE, IMAGE_SIZE, 1]).as_proto())
+    result = tf.compat.v1.graph_util.extract_sub_graph(result, [OUTPUT_NAME])
+    constants = {node.name: node for node in result.node if node.op == 'Const'}
+    readers = {}
+    for node in result.node:
+        for name in node.input:
+            if name in constants:
+                readers[name] = readers.get(name, 0) + 1
+    shared = {name for name, count in readers.items() if count > 1}
+    untied = tf.compat.v1.GraphDef()
+    untied.versions.CopyFrom(result.versions)
+    for node in result.node:
+        if node.name in shared:
+            continue
+        new = untied.node.add()
+        new.CopyFrom(node)
+        for position, name in enumerate(node.input):
+            if name in shared:
+                copy = untied.node.add()
+                copy.CopyFrom(constants[name])
+                copy.name = new.input[position] = f'{name}/for_{node.name}'
+    return untied
+
+
+def run_opencv(path, batch):
+    """The OpenCV DNN module's output for a batch (NHWC in and out; OpenCV itself takes and gives NCHW)."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its parser logs every failed attempt
+    try:
+        net = cv2.dnn.readNetFromTensorflow(path)
+        net.setInput(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        return net.forward().transpose(0, 2, 3, 1)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def try_opencv_export(graph_def, path, batch, expected):
+    """Write the OpenCV graph and check it with cv2.dnn: (max abs difference, None) or (None, the reason).
+
+    Not being readable by OpenCV is not an error of the export (a bfloat16 network's casts, for instance, are
+    not supported): the file is then removed and the reason goes into model.json.
+    """
+    try:
+        with atomic_write(path) as file:
+            file.write(opencv_graph(graph_def).SerializeToString())
+        difference = float(np.max(np.abs(run_opencv(path, batch) - expected)))
+    except (cv2.error, ValueError, tf.errors.OpError) as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+    else:
+        if difference < EXPORT_TOLERANCE:
+            return difference, None
+        reason = f'OpenCV {cv2.__version__} runs it but differs from the checkpoint by {difference:.3g}'
+    if os.path.exists(path):
+        os.remove(path)
+    return None, f'OpenCV {cv2.__version__} cannot use it: {reason}'
+
+
+def export_model(session, network, checkpoint, directory, threshold_mm, bfloat16, test_rmse_mm):
+    """--mode export: write the frozen graphs, the SavedModel and model.json into `directory`, and check them.
+    model.json records threshold_mm (the background threshold infer uses), whether the network computes in
+    bfloat16 and the checkpoint's test RMSE (None if not measured)."""
+    names = (FROZEN_GRAPH_FILE, OPENCV_GRAPH_FILE, SAVED_MODEL_FOLDER, MODEL_INFO_FILE)
+    targets = [os.path.join(directory, name) for name in names]
+    check_export_folder(directory, targets)
+    graph_def = frozen_inference_graph(session, network)
+    # Checked again once the folder is held: another run may have written there meanwhile.
+    with locked_folder(directory, '--output folder'):
+        check_export_folder(directory, targets)
+        try:
+            write_export(session, network, checkpoint, graph_def, directory, targets, threshold_mm, bfloat16,
+                         test_rmse_mm)
+        except BaseException:
+            # None of them existed before (checked above): a partial export would only block the rerun.
+            for path in targets:
+                remove_path(path)
+            raise
+
+
+def check_export_folder(directory, targets):
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise DataError(f"{directory}: exists and is not a folder (--output takes a folder)")
+    existing = [path for path in targets if os.path.lexists(path)]
+    if existing:
+        raise DataError(f"{existing[0]}: already exists; export never overwrites: remove it or give another "
+                        "--output folder")
+
+
+def write_export(session, network, checkpoint, graph_def, directory, targets, threshold_mm, bfloat16, test_rmse_mm):
+    """Write and check the exported forms and model.json (see export_model)."""
+    frozen_path, opencv_path, saved_model_dir, info_path = targets
+    with atomic_write(frozen_path) as file:
+        file.write(graph_def.SerializeToString())
+    with atomic_path(saved_model_dir) as temporary:
+        write_saved_model(graph_def, temporary)
+
+    batch = verification_batch()
+    expected = session.run(network.output, {network.inputs: batch})
+    differences = {'frozen_graph': float(np.max(np.abs(run_frozen_graph(graph_def, batch) - expected))),
+                   'saved_model': float(np.max(np.abs(run_saved_model(saved_model_dir, batch) - expected)))}
+    for form, difference in differences.items():
+        if not difference < EXPORT_TOLERANCE:
+            raise RuntimeError(f"the exported {form} differs from the checkpoint by {difference:.3g} "
+                               f"(tolerance {EXPORT_TOLERANCE})")
+    differences['opencv_graph'], opencv_problem = try_opencv_export(graph_def, opencv_path, batch, expected)
+    if opencv_problem and bfloat16:
+        opencv_problem = ('the graph computes in bfloat16 (--bfloat16 adds Cast operations, which OpenCV does not '
+                          f'read; export without --bfloat16 for OpenCV, the checkpoint is the same). {opencv_problem}')
+
+    step, valid_rmse = session.run([network.global_step, network.best_valid_score])
+    shape = [None, IMAGE_SIZE, IMAGE_SIZE, 1]
+    info = {
+        'convention_version': VERSION,
+        'input': {'name': INPUT_NAME, 'tensor': f'{INPUT_NAME}:0', 'shape': shape, 'dtype': 'float32'},
+        'output': {'name': OUTPUT_NAME, 'tensor': f'{OUTPUT_NAME}:0', 'shape': shape, 'dtype': 'float32'},
+        'scale': {
+            'full_scale_mm': FULL_SCALE_MM,
+            'meaning': f'heights above the back plane: 1.0 = {FULL_SCALE_MM} mm, 0 = background '
+                       '(input and output alike)',
+            'png_mm_per_unit': {f'{bits}-bit': mm for bits, mm in sorted(MM_PER_PNG_UNIT.items(), reverse=True)},
+            'background_threshold_mm': threshold_mm,
+        },
+        'frozen_graph': FROZEN_GRAPH_FILE,
+        'saved_model': {'folder': SAVED_MODEL_FOLDER, 'tags': [tf.saved_model.SERVING],
+                        'signature': SIGNATURE_KEY},
+        'opencv_graph': {
+            'file': None if opencv_problem else OPENCV_GRAPH_FILE,
+            'note': opencv_problem or (f'cv2.dnn.readNetFromTensorflow (checked with OpenCV {cv2.__version__}); '
+                                       'blobs N x 1 x 128 x 128 (NCHW); in TensorFlow this graph takes one '
+                                       'image at a time'),
+        },
+        'checkpoint': recorded_path(checkpoint),
+        'step': int(step),
+        'valid_rmse_mm': float(valid_rmse) if np.isfinite(valid_rmse) else None,
+        'test_rmse_mm': test_rmse_mm,
+        'architecture': network.architecture,
+        'bfloat16': bfloat16,
+        'max_abs_difference_to_checkpoint': differences,
+    }
+    write_strict_json(info_path, info)
+    written = [FROZEN_GRAPH_FILE] + ([] if opencv_problem else [OPENCV_GRAPH_FILE]) + [f'{SAVED_MODEL_FOLDER}/',
+                                                                                   MODEL_INFO_FILE]
+    print(f"{PROGRAM}: exported {os.path.basename(checkpoint)} (step {int(step)}) to {directory}: "
+          f"{', '.join(written)}; each reproduces the checkpoint to within "
+          f"{max(value for value in differences.values() if value is not None):.1g}")
+    if opencv_problem:
+        print(f"{PROGRAM}: no {OPENCV_GRAPH_FILE}: {opencv_problem}")
