@@ -1,5 +1,5 @@
 """The benchmark's timing: a worker process's channel to the parent, the pacing of self-running training loops,
-and timed windows of calls (bench.py's harness and its peers, bench_peers.py, share them)."""
+and timed windows of calls (the harness, the workers and the peers share them)."""
 import json
 import os
 import sys

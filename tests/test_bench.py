@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO
 
 import bench
+from benchmark.report import MEASURED_KEYS, PRECISIONS, SUFFIX, assemble
 from convworking import ARCHITECTURE_DEFAULTS
 
 
@@ -59,7 +60,7 @@ def test_ratios_pair_windows_of_the_same_round_and_the_program_pays_its_periodic
     windows = {'float32': {'program': [window(0, 1.0), window(1, 2.0)], 'bare': [window(0, 0.5), window(1, 4.0)]}}
     finals = {'float32': {'program': {'periodic_per_step_s': 0.25, 'peak_rss_mb': 100.0}}}
     flops = {'forward': 2e9, 'train': 6e9}
-    report = bench.assemble(windows, finals, {'steps': 2}, 'float32', flops, {'bfloat16': 'not asked'}, {})
+    report = assemble(windows, finals, {'steps': 2}, 'float32', flops, {'bfloat16': 'not asked'}, {})
     assert report['train_program_steady_img_s'] == pytest.approx((16 + 8) / 2)
     # each window pays its 2 steps' share of the periodic block: 2 x 0.25 s
     assert report['spread']['train_program_img_s'] == pytest.approx([16 / 2.5, 16 / 1.5])
@@ -75,11 +76,11 @@ def test_tiny_benchmark_writes_every_field(tiny_data, tmp_path):
                               capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert report['default_precision'] in bench.PRECISIONS
+    assert report['default_precision'] in PRECISIONS
     measured = report['settings']['precisions']
     assert report['default_precision'] in measured
-    keys = ['gflop_per_train_image', *bench.MEASURED_KEYS,
-            *(key + bench.SUFFIX[precision] for key in bench.MEASURED_KEYS for precision in bench.PRECISIONS)]
+    keys = ['gflop_per_train_image', *MEASURED_KEYS,
+            *(key + SUFFIX[precision] for key in MEASURED_KEYS for precision in PRECISIONS)]
     for key in keys:
         assert key in report, key
     for key, value in report.items():
@@ -87,7 +88,7 @@ def test_tiny_benchmark_writes_every_field(tiny_data, tmp_path):
             assert report['null_because'].get(key, 'not measured') != 'not measured', key
     torch_present = 'torch' not in report['skipped']
     for key in keys:
-        precision = next((p for p in bench.PRECISIONS if key.endswith(bench.SUFFIX[p])), report['default_precision'])
+        precision = next((p for p in PRECISIONS if key.endswith(SUFFIX[p])), report['default_precision'])
         if precision in measured and (torch_present or 'torch' not in key):
             assert report[key] is not None and report[key] > 0, key
     assert report['gflop_per_train_image'] == pytest.approx(3 * bench.network_flops(report['settings'][
@@ -96,7 +97,7 @@ def test_tiny_benchmark_writes_every_field(tiny_data, tmp_path):
     assert {'date', 'machine', 'versions', 'spread', 'ratios', 'settings'} <= set(report)
     # The peers are the same network: the same number of weights and moving statistics, kernels tied.
     details = report['details']
-    suffix = bench.SUFFIX[report['default_precision']]
+    suffix = SUFFIX[report['default_precision']]
     assert details['keras' + suffix]['parameters'] == details['graph' + suffix]['parameters']
     assert details['keras' + suffix]['kernel_variables'] == 2 * report['settings']['architecture']['modules']
     if torch_present:
