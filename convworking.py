@@ -22,6 +22,7 @@ from depth.dataset import DataError
 from depth.png import DepthImageError
 from evaluation import testing
 from faces import generated
+from faces.variation import VARIATIONS
 from scanning import prepare
 from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, finite_float,
                                   positive_float, positive_int, report_error, say, whole_number)
@@ -264,6 +265,10 @@ DEFAULT_DATA = {'remove': os.path.join(REPOSITORY, 'data128_128'),
 DEFAULT_LENGTH = {'remove': {'max_steps': 32000, 'max_epochs': None},
                   'segment': {'max_steps': None, 'max_epochs': 45}}
 DEFAULT_GENERATED_SUBJECTS = 640
+# Faces beyond the face model's own (faces.variation): every kind training may use (warp is held out).
+TRAINING_VARIATIONS = tuple(kind for kind in VARIATIONS if kind != 'warp')
+DEFAULT_GENERATED_VARIATIONS = TRAINING_VARIATIONS
+DEFAULT_FAMILY_SUBJECTS = 20
 DEFAULT_GALLERY_SUBJECTS = 300
 DEFAULT_RESULTS = {'remove': os.path.join(REPOSITORY, 'results'), 'segment': os.path.join(REPOSITORY, 'results', 'segment')}
 
@@ -300,6 +305,16 @@ def parse_args(argv=None):
                              f'{generated.TRAINING_SEED}, {generated.TRAINING_MIXTURES} mixtures each) on '
                              'first use and cached in --generated-dir; 0 = the committed training split only, the '
                              f'original protocol (default: {DEFAULT_GENERATED_SUBJECTS})')
+    parser.add_argument('--generated-variations', nargs='*', choices=TRAINING_VARIATIONS, default=None,
+                        metavar='KIND',
+                        help='remove: vary the generated identities beyond the face model (faces/variation.py): '
+                             f'any of {", ".join(TRAINING_VARIATIONS)}; none given = the face model\'s own faces '
+                             f'(default: {" ".join(DEFAULT_GENERATED_VARIATIONS)})')
+    parser.add_argument('--family-subjects', type=whole_number(0), default=None,
+                        help='remove, train: also validate on a held-out family of this many generated subjects, '
+                             'faces of a kind no training draws from (warped identities, cut outlines, moving '
+                             'faces, scanner noise), and choose the best checkpoint by the mean of its score and '
+                             f'the valid split\'s; 0 = the valid split alone (default: {DEFAULT_FAMILY_SUBJECTS})')
     parser.add_argument('--gallery-subjects', type=whole_number(0), default=DEFAULT_GALLERY_SUBJECTS,
                         help='remove, test: also measure recognition on a gallery of this many generated '
                              f'identities no training sees (seed {generated.GALLERY_SEED}), cached in '
@@ -385,6 +400,8 @@ class Options:
     max_epochs: int           # either limit may be None: the run stops at the first
     max_steps: int
     generated_subjects: int
+    generated_variations: tuple   # faces.variation kinds of the generated identities, in VARIATIONS' order
+    family_subjects: int          # the held-out validation family's subjects (0 = none)
     gallery_subjects: int
     generated_dir: str
     batch_size: int
@@ -418,7 +435,7 @@ class Options:
 
     def data_source(self):
         return DataSource(self.data, self.targets, self.generated_dir, self.generated_subjects,
-                          self.gallery_subjects)
+                          self.gallery_subjects, self.generated_variations, self.family_subjects)
 
 
 def resolve_options(args, error):
@@ -439,6 +456,9 @@ def resolve_options(args, error):
             error("--residual does not fit --task segment (its output is a probability, not a correction)")
         if args.generated_subjects:
             error("--generated-subjects does not fit --task segment (its data are photographs)")
+        if args.generated_variations or args.family_subjects:
+            error(f"--{'generated-variations' if args.generated_variations else 'family-subjects'} does not fit "
+                  "--task segment (its data are photographs)")
     elif args.targets is not None:
         error(f"--targets does not fit --task {name} (it chooses the masks of --task segment)")
     for option, value, allowed in (('--loss', args.loss, task.losses),
@@ -448,9 +468,14 @@ def resolve_options(args, error):
     # both lengths are limits: the run stops at the first
     length = {key: default if getattr(args, key) is None else getattr(args, key)
               for key, default in DEFAULT_LENGTH[name].items()}
+    remove = name == 'remove'
     generated_subjects = args.generated_subjects
     if generated_subjects is None:
-        generated_subjects = DEFAULT_GENERATED_SUBJECTS if name == 'remove' else 0
+        generated_subjects = DEFAULT_GENERATED_SUBJECTS if remove else 0
+    variations = DEFAULT_GENERATED_VARIATIONS if args.generated_variations is None else args.generated_variations
+    family_subjects = args.family_subjects
+    if family_subjects is None:
+        family_subjects = DEFAULT_FAMILY_SUBJECTS if remove and args.mode == 'train' else 0
     bfloat16 = args.bfloat16
     if bfloat16 is None:   # see --help: training uses it where the CPU computes it fast
         bfloat16 = args.mode == 'train' and cpu_supports_bfloat16()
@@ -460,6 +485,8 @@ def resolve_options(args, error):
         residual=False if name == 'segment' else args.residual,
         targets=(args.targets or lfw_parts.TARGET_FOLDERS[0]) if name == 'segment' else None,
         generated_subjects=generated_subjects, data=args.data or DEFAULT_DATA[name],
+        generated_variations=tuple(kind for kind in VARIATIONS if remove and kind in variations),
+        family_subjects=family_subjects,
         results_dir=args.results_dir or DEFAULT_RESULTS[name], loss=args.loss or task.default_loss,
         loss_region=args.loss_region or task.loss_regions[0], bfloat16=bfloat16))
 

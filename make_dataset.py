@@ -17,6 +17,7 @@ from depth.png import DepthImageError
 from faces.expressions import MIXTURES_PER_SUBJECT, check_model_has_prototype_shapes
 from faces.generator import GENERATOR, check_output_folder, generate, plan_dataset
 from faces.model import DEFAULT_FACE_MODEL, FaceModelError, load_face_model
+from faces.variation import VARIATIONS
 from support.command_line import (OneLineErrorParser, UsageError, error_line, non_negative_float, report_error,
                                   whole_number)
 from support.paths import REPOSITORY
@@ -52,6 +53,9 @@ def parse_arguments(argv):
     parser.add_argument("--depth-noise-mm", type=non_negative_float, default=0.0, metavar="MM",
                         help="add Gaussian noise of standard deviation MM millimetres to the face pixels of "
                              "each input; targets stay clean (default: 0 = off)")
+    parser.add_argument("--vary", nargs="+", choices=VARIATIONS, default=[], metavar="KIND", dest="variations",
+                        help="vary the faces beyond the face model (faces/variation.py): "
+                             f"{', '.join(VARIATIONS)}; input and target stay one person (default: none)")
     parser.add_argument("--workers", type=whole_number(1, 256), default=os.cpu_count() or 1, metavar="N",
                         help="render with N processes; the files do not depend on N (default: the number "
                              "of CPUs, here %(default)s)")
@@ -59,6 +63,7 @@ def parse_arguments(argv):
                         help="allow an output folder that already holds files: its inputs/, targets/ and "
                              "dataset.json are replaced, anything else in it is left alone")
     options = parser.parse_args(argv)
+    options.variations = tuple(kind for kind in VARIATIONS if kind in options.variations)  # one order, no repeats
     total = options.train_subjects + options.valid_subjects + options.test_subjects
     if total > 10000:
         parser.error(f"{total} subjects do not fit the four-digit subject numbers of the file names")

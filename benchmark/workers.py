@@ -52,7 +52,7 @@ def worker_program(spec, channel, program):
             '--bfloat16' if spec['precision'] == 'bfloat16' else '--no-bfloat16',
             # The speed of a step does not depend on how many pairs it draws from: measure without rendering
             # or loading the generated training identities.
-            '--generated-subjects', '0']
+            '--generated-subjects', '0', '--family-subjects', '0']
     if spec['data']:
         argv += ['--data', spec['data']]
     status = program.main(argv, PacedObserver())

@@ -21,15 +21,32 @@ GALLERY_SEED = 2
 TRAINING_MIXTURES = 12
 # Gallery subjects get the protocol's expressions and two mixtures; recognition probes a subset of them.
 GALLERY_MIXTURES = 2
+# The held-out validation family: faces of a kind no training draws from. Its identities are reshaped by warp
+# (faces.variation), which no training run uses, and cut, moved, opened and scanned like the varied training
+# faces; scored at every validation beside the committed valid split. The protocol's six mixtures each.
+FAMILY_SEED = 3
+FAMILY_MIXTURES = 6
+FAMILY_VARIATIONS = ('outline', 'whole_face_motion', 'mouth_depth', 'scanner_noise', 'warp')
 
 
 class GenerationError(RuntimeError):
     """make_dataset.py failed (its own one-line error is passed on)."""
 
 
-def ensure_training_identities(root, subjects):
-    """The folder of `subjects` generated training subjects (split `train`), rendering it if not cached."""
-    return _ensure(root, 'train', subjects, TRAINING_MIXTURES, TRAINING_SEED, 'generated training identities')
+def ensure_training_identities(root, subjects, variations=()):
+    """The folder of `subjects` generated training subjects (split `train`) with these faces.variation kinds,
+    rendering it if not cached."""
+    if 'warp' in variations:
+        raise GenerationError("warp is held out from training: the validation family is made with it")
+    return _ensure(root, 'train', subjects, TRAINING_MIXTURES, TRAINING_SEED, 'generated training identities',
+                   variations)
+
+
+def ensure_validation_family(root, subjects):
+    """The folder of the held-out validation family's `subjects` subjects (split `train`), rendering it if not
+    cached."""
+    return _ensure(root, 'family', subjects, FAMILY_MIXTURES, FAMILY_SEED, 'held-out validation family',
+                   FAMILY_VARIATIONS)
 
 
 def ensure_gallery(root, subjects):
@@ -37,9 +54,10 @@ def ensure_gallery(root, subjects):
     return _ensure(root, 'gallery', subjects, GALLERY_MIXTURES, GALLERY_SEED, 'recognition gallery')
 
 
-def _ensure(root, kind, subjects, mixtures, seed, what):
+def _ensure(root, kind, subjects, mixtures, seed, what, variations=()):
     # The name holds everything that decides the files, so a cached folder is reused only for the same request.
-    folder = os.path.join(root, f'{kind}_seed{seed}_{subjects}subjects_{mixtures}mixtures')
+    varied = ''.join(f'_{variation}' for variation in variations)
+    folder = os.path.join(root, f'{kind}_seed{seed}_{subjects}subjects_{mixtures}mixtures{varied}')
     # make_dataset.py moves a finished dataset into place as its last step, so dataset.json marks a complete one.
     if os.path.exists(os.path.join(folder, 'dataset.json')):
         return folder
@@ -47,7 +65,7 @@ def _ensure(root, kind, subjects, mixtures, seed, what):
     # A separate process: make_dataset.py renders with a process pool, which must not fork TensorFlow.
     command = [sys.executable, os.path.join(REPOSITORY, 'make_dataset.py'), '--output', folder, '--seed', str(seed),
                '--train-subjects', str(subjects), '--valid-subjects', '0', '--test-subjects', '0',
-               '--mixtures-per-subject', str(mixtures)]
+               '--mixtures-per-subject', str(mixtures)] + (['--vary', *variations] if variations else [])
     result = subprocess.run(command, stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or [f'exit status {result.returncode}']

@@ -23,6 +23,7 @@ from depth.rasterise import render_depth_mm
 from faces.expressions import (DECIMALS, INTENSITIES, PROTOTYPES, mixture_actions, prototype_weights,
                                random_mixture_weights)
 from faces.model import FaceModel
+from faces.variation import Switches, expression_intensity, vary_expression, vary_input_image, vary_subject
 from support.command_line import UsageError
 from support.progress import ProgressLine
 
@@ -39,6 +40,7 @@ class Render:
     expression_weights: dict  # shape name -> weight, shapes not named are 0
     pose_jitter_deg: dict = None  # yaw, pitch, roll of the input mesh about the neutral nose tip
     depth_noise_seed: int = None  # seed of the input's Gaussian depth noise
+    variation_seed: int = None  # seed of the input's variations (faces.variation), when any is on
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Subject:
     split: str
     identity_weights: list
     renders: list = field(default_factory=list)
+    variation_seed: int = None  # seed of the subject's variations (reshaping, outline, ...), when any is on
 
     @property
     def id(self):
@@ -63,16 +66,24 @@ def rotated_about(face_mm: np.ndarray, centre_mm: np.ndarray, yaw, pitch, roll) 
     return (face_mm - centre_mm) @ rotation.T + centre_mm
 
 
-def render_subject(model: FaceModel, subject: Subject, output: Path, depth_noise_mm: float) -> int:
-    """Write the subject's input and target PNGs into output/{inputs,targets}/<split>/; return how many pairs."""
-    neutral = model.neutral_face_mm(subject.identity_weights)
-    nose_tip = neutral[model.nose_tip]
-    target = render_depth_mm(neutral, nose_tip, model.triangles)
+def render_subject(model: FaceModel, subject: Subject, output: Path, depth_noise_mm: float, variations=()) -> int:
+    """Write the subject's input and target PNGs into output/{inputs,targets}/<split>/; return how many pairs.
+
+    `variations` names the faces.variation switches that are on: the subject's reshaping, outline and coarse
+    grid apply to its target and every input alike; whole-face motion, mouth depth and scanner noise to inputs.
+    """
+    switches = Switches.only(*variations)
+    varied = vary_subject(model.neutral_face_mm(subject.identity_weights), model.triangles, model.nose_tip,
+                          switches, np.random.default_rng(subject.variation_seed))
+    nose_tip = varied.nose_tip_mm
+    target = varied.render(varied.neutral_mm, render_depth_mm)
     for render in subject.renders:
-        face = model.expressive_face_mm(neutral, render.expression_weights)
+        face = model.expressive_face_mm(varied.neutral_mm, render.expression_weights)
+        render_rng = np.random.default_rng(render.variation_seed)
+        face = vary_expression(varied, face, expression_intensity(render.expression_weights), switches, render_rng)
         if render.pose_jitter_deg:
             face = rotated_about(face, nose_tip, **render.pose_jitter_deg)
-        depth = render_depth_mm(face, nose_tip, model.triangles)
+        depth = vary_input_image(varied.render(face, render_depth_mm), switches, render_rng)
         if render.depth_noise_seed is not None:
             noise = np.random.default_rng(render.depth_noise_seed).normal(0.0, depth_noise_mm, depth.shape)
             depth = depth + noise * (depth > 0)  # face pixels only; negatives are clipped when written
@@ -87,9 +98,11 @@ def render_subject(model: FaceModel, subject: Subject, output: Path, depth_noise
 def plan_dataset(options, model: FaceModel) -> list:
     """All subjects with their renders, numbered 0000... over the splits in the order train, valid, test."""
     # Independent streams, so that e.g. changing the number of mixtures leaves the identities as they were.
-    identity_seed, mixture_seed, jitter_seed, noise_seed = np.random.SeedSequence(options.seed).spawn(4)
+    # (SeedSequence children depend on their index only: a fifth stream leaves the first four as they were.)
+    identity_seed, mixture_seed, jitter_seed, noise_seed, variation_seed = np.random.SeedSequence(options.seed).spawn(5)
     identity_rng, mixture_rng = np.random.default_rng(identity_seed), np.random.default_rng(mixture_seed)
     jitter_rng, noise_rng = np.random.default_rng(jitter_seed), np.random.default_rng(noise_seed)
+    variation_rng = np.random.default_rng(variation_seed)
 
     counts = {"train": options.train_subjects, "valid": options.valid_subjects, "test": options.test_subjects}
     splits = [split for split in SPLITS for _ in range(counts[split])]
@@ -100,6 +113,8 @@ def plan_dataset(options, model: FaceModel) -> list:
     subjects = []
     for number, split in enumerate(splits):
         subject = Subject(number, split, [round(float(w), DECIMALS) for w in identities[number]])
+        if options.variations:
+            subject.variation_seed = int(variation_rng.integers(2 ** 32))
         expressions = [("NE", 0, {})]
         expressions += [(code, level, prototype_weights(code, intensity, names))
                         for code in PROTOTYPES for level, intensity in enumerate(INTENSITIES, start=1)]
@@ -113,6 +128,8 @@ def plan_dataset(options, model: FaceModel) -> list:
                                           for axis, angle in zip(("yaw", "pitch", "roll"), angles)}
             if options.depth_noise_mm > 0:
                 render.depth_noise_seed = int(noise_rng.integers(2 ** 32))
+            if options.variations:
+                render.variation_seed = int(variation_rng.integers(2 ** 32))
             subject.renders.append(render)
         subjects.append(subject)
     return subjects
@@ -129,6 +146,8 @@ def dataset_description(options, model: FaceModel, subjects) -> dict:
                 entry["pose_jitter_deg"] = render.pose_jitter_deg
             if render.depth_noise_seed is not None:
                 entry["depth_noise_seed"] = render.depth_noise_seed
+            if render.variation_seed is not None:
+                entry["variation_seed"] = render.variation_seed
             files[render.name] = entry
     return {
         "convention": DESCRIPTION,
@@ -138,6 +157,8 @@ def dataset_description(options, model: FaceModel, subjects) -> dict:
             "train_subjects": options.train_subjects, "valid_subjects": options.valid_subjects,
             "test_subjects": options.test_subjects, "mixtures_per_subject": options.mixtures_per_subject,
             "pose_jitter_deg": options.pose_jitter_deg, "depth_noise_mm": options.depth_noise_mm,
+            # only when some are on: a dataset without variations is described byte for byte as before them
+            **({"variations": list(options.variations)} if options.variations else {}),
         },
         "face_model": {
             "name": "ICT Face Model Light (USC Institute for Creative Technologies, ICT-FaceKit, MIT licence)",
@@ -152,10 +173,16 @@ def dataset_description(options, model: FaceModel, subjects) -> dict:
                 "depth noise is Gaussian, sd depth_noise_mm, numpy default_rng(depth_noise_seed).normal over "
                 "the 128 x 128 image, added to face pixels only",
         "expression_weights_omitted_are_zero": True,
-        "splits": {split: [{"id": s.id, "identity_weights": s.identity_weights}
-                           for s in subjects if s.split == split] for split in SPLITS},
+        "splits": {split: [subject_entry(s) for s in subjects if s.split == split] for split in SPLITS},
         "files": files,
     }
+
+
+def subject_entry(subject: Subject) -> dict:
+    entry = {"id": subject.id, "identity_weights": subject.identity_weights}
+    if subject.variation_seed is not None:
+        entry["variation_seed"] = subject.variation_seed
+    return entry
 
 
 def subjects_from_description(description: dict) -> list:
@@ -163,11 +190,12 @@ def subjects_from_description(description: dict) -> list:
     subjects = {}
     for split, members in description["splits"].items():
         for member in members:
-            subjects[member["id"]] = Subject(int(member["id"]), split, member["identity_weights"])
+            subjects[member["id"]] = Subject(int(member["id"]), split, member["identity_weights"],
+                                             variation_seed=member.get("variation_seed"))
     for name, entry in description["files"].items():
         subjects[entry["subject"]].renders.append(
             Render(name, entry["code"], entry["level"], entry["expression_weights"],
-                   entry.get("pose_jitter_deg"), entry.get("depth_noise_seed")))
+                   entry.get("pose_jitter_deg"), entry.get("depth_noise_seed"), entry.get("variation_seed")))
     return sorted(subjects.values(), key=lambda subject: subject.number)
 
 
@@ -192,7 +220,7 @@ def write_dataset(options, model: FaceModel, subjects, folder: Path):
         for kind in ("inputs", "targets"):
             (folder / kind / subject.split).mkdir(parents=True, exist_ok=True)
     progress = ProgressLine(sum(len(s.renders) for s in subjects), counted=" pairs", unit="pairs", log_interval=10.0)
-    jobs = [(subject, folder, options.depth_noise_mm) for subject in subjects]
+    jobs = [(subject, folder, options.depth_noise_mm, options.variations) for subject in subjects]
     done = 0
     if options.workers == 1:
         for job in jobs:

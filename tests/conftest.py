@@ -15,7 +15,7 @@ from depth.png import write_depth_png  # noqa: E402
 TINY_NETWORK = ['--channels', '8', '--kernel-size', '3', '--batch-size', '4']
 # Tests never render the default 640 generated training identities or the 300-face recognition gallery (minutes,
 # in the repository's cache): a test that wants generated identities asks for a few, in a folder of its own.
-NO_GENERATED = ['--generated-subjects', '0', '--gallery-subjects', '0']
+NO_GENERATED = ['--generated-subjects', '0', '--gallery-subjects', '0', '--family-subjects', '0']
 
 
 def synthetic_pair(rng, name_index):

@@ -5,6 +5,7 @@ wall time is the training's own (kept in the checkpoints, so the minutes a run s
 Each validation redraws `training_curve.png`: the score against minutes and against steps.
 """
 import json
+import math
 import os
 
 from support.safe_files import atomic_path, write_strict_json
@@ -33,12 +34,13 @@ def write_history(checkpoint_dir, history, score_name):
 
 
 def first_reaching(history, score):
-    """The first entry whose score is at or below `score`, or None."""
+    """The first entry whose (valid) score is at or below `score`, or None."""
     return next((entry for entry in history if entry['score'] <= score), None)
 
 
 def plot_training_curve(history, path, score_name, title):
-    """Score against training minutes (left) and steps (right), the best so far marked."""
+    """Score against training minutes (left) and steps (right), the best so far (by the selection score, where
+    the history has one) marked; the held-out family's score beside the valid one, where the history has it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -46,14 +48,19 @@ def plot_training_curve(history, path, score_name, title):
     FigureCanvasAgg(figure)
     by_time, by_step = figure.subplots(1, 2, sharey=True)
     scores = [entry['score'] for entry in history]
-    best = min(range(len(history)), key=scores.__getitem__) if history else None
+    family = [entry.get('family_score', math.nan) for entry in history]
+    selection = [entry.get('selection_score', entry['score']) for entry in history]
+    best = min(range(len(history)), key=selection.__getitem__) if history else None
     for axis, key, label in ((by_time, 'minutes', 'training wall time (min)'), (by_step, 'step', 'step')):
         values = [entry[key] for entry in history]
-        axis.plot(values, scores, marker='.', color='tab:blue')
+        axis.plot(values, scores, marker='.', color='tab:blue', label='valid split')
+        if not all(math.isnan(score) for score in family):
+            axis.plot(values, family, marker='.', color='tab:green', label='held-out family')
         if best is not None:
             axis.plot(values[best], scores[best], marker='o', color='tab:red',
                       label=f"best {scores[best]:.3f} at step {history[best]['step']}, "
                             f"{history[best]['minutes']:.0f} min")
+        if history:
             axis.legend(fontsize=8)
         axis.set_xlabel(label)
         axis.grid(alpha=0.3)

@@ -55,7 +55,7 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
     line's Options) say; build_network(max_steps) builds it with its training operations."""
     task = TASKS[architecture['task']]
     data = options.data_source()
-    train_set, valid_set = task.load_training(data), task.load(data, 'valid')
+    train_set, valid_set, family_set = task.load_training(data), task.load(data, 'valid'), task.load_family(data)
     steps_per_epoch = train_set.steps_per_epoch(options.batch_size)
     max_steps = min(options.max_steps or np.inf, (options.max_epochs or np.inf) * steps_per_epoch)
 
@@ -77,8 +77,9 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
         step = session.run(network.global_step)
         clock.start(session)
         history = read_history(directory, up_to_step=step)
+        family = f" (+ {len(family_set)} of the held-out family)" if family_set is not None else ""
         print(f"{PROGRAM}: {network.describe()}; {len(train_set)} training and {len(valid_set)} "
-              f"validation pairs; steps {step} -> {max_steps} ({steps_per_epoch} per epoch)")
+              f"validation pairs{family}; steps {step} -> {max_steps} ({steps_per_epoch} per epoch)")
         examples = grid_examples(valid_set)
         images_per_step = train_set.images_per_step(options.batch_size)  # the speed shown counts real images
         progress = ProgressLine(max_steps, first=step, label='step ', per_count=images_per_step)
@@ -103,10 +104,10 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
                 observer.periodic('calibrate_batch_norm', lambda: network.calibrate_batch_norm(session, (
                     train_set.training_batch(step + i, options.batch_size, options.seed, options.flip)[0]
                     for i in range(CALIBRATION_BATCHES))))
-                score = observer.periodic('validate', lambda: validate(
-                    options, session, network, checkpoints, valid_set, examples, writer, step, progress, observer,
-                    plot=step % options.plot_every == 0 or step == max_steps))
-                history.append({'step': int(step), 'minutes': round(clock.seconds() / 60, 3), 'score': float(score)})
+                scores = observer.periodic('validate', lambda: validate(
+                    options, session, network, checkpoints, valid_set, family_set, examples, writer, step,
+                    progress, observer, plot=step % options.plot_every == 0 or step == max_steps))
+                history.append({'step': int(step), 'minutes': round(clock.seconds() / 60, 3), **scores})
                 record_training_curve(options, directory, history, task)
             if step % options.save_every == 0 or step == max_steps:
                 clock.store(session)
@@ -120,30 +121,43 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
 
 
 def training_options(options):
-    keys = ('data', 'targets', 'generated_subjects', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed',
-            'loss', 'loss_region', 'flip', 'bfloat16')
+    keys = ('data', 'targets', 'generated_subjects', 'generated_variations', 'family_subjects', 'max_epochs',
+            'max_steps', 'batch_size', 'lr', 'seed', 'loss', 'loss_region', 'flip', 'bfloat16')
     recorded = {key: getattr(options, key) for key in keys}
     recorded['data'] = recorded_path(options.data)
     return recorded
 
 
-def validate(options, session, network, checkpoints, valid_set, examples, writer, step, progress, observer, plot):
+def validate(options, session, network, checkpoints, valid_set, family_set, examples, writer, step, progress,
+             observer, plot):
+    """Score the valid split (and the held-out family, when there is one) and keep the best checkpoint by the
+    selection score: the valid score alone, or with a family the mean of the two, so that the model chosen is
+    the one that generalises best, not the one that fits the face model's own faces best. Returns the history
+    entry's scores."""
     task = network.task
     outputs = network.predict(session, valid_set.batches(options.batch_size))
-    score = task.valid_score(outputs, valid_set.targets)
-    writer.add_summary(scalar_summary(f'valid/{task.score_name}', score), step)
-    improved = score < session.run(network.best_valid_score)
+    scores = {'score': task.valid_score(outputs, valid_set.targets)}
+    writer.add_summary(scalar_summary(f'valid/{task.score_name}', scores['score']), step)
+    said = task.format_score(scores['score'])
+    if family_set is not None:
+        family_outputs = network.predict(session, family_set.batches(options.batch_size))
+        scores['family_score'] = task.valid_score(family_outputs, family_set.targets)
+        scores['selection_score'] = (scores['score'] + scores['family_score']) / 2
+        writer.add_summary(scalar_summary(f'valid/family {task.score_name}', scores['family_score']), step)
+        said += f", held-out family {scores['family_score']:.3f}, selection {scores['selection_score']:.3f}"
+    selection = scores.get('selection_score', scores['score'])
+    improved = selection < session.run(network.best_valid_score)
     if improved:
-        session.run(network.best_valid_score.assign(score))
+        session.run(network.best_valid_score.assign(selection))
         checkpoints.save_best(session, step)
-    progress.message(f"step {step}: {task.format_score(score)}{' (best so far, saved)' if improved else ''}")
+    progress.message(f"step {step}: {said}{' (best so far, saved)' if improved else ''}")
     if plot:
         path = os.path.join(options.results_dir, f'step_{step:06d}.png')
-        title = f'valid split, step {step}, {task.format_score(score)}'
+        title = f'valid split, step {step}, {task.format_score(scores["score"])}'
         observer.periodic('save_grid', lambda: save_grid(path, task, valid_set, outputs, examples,
                                                          options.threshold_mm, title))
         writer.add_summary(image_summary('valid/grid', path), step)
-    return score
+    return {key: float(value) for key, value in scores.items()}
 
 
 def record_training_curve(options, directory, history, task):

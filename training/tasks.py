@@ -30,6 +30,8 @@ class DataSource:
     generated_dir: str = None       # remove: the cache of generated identities
     generated_subjects: int = 0     # remove: generated identities that join the committed training split
     gallery_subjects: int = 0       # remove: generated identities of the recognition gallery (0 = none)
+    generated_variations: tuple = ()  # remove: faces.variation kinds of the generated training identities
+    family_subjects: int = 0        # remove: subjects of the held-out validation family (0 = none)
 
 
 def masked_mean(tf, values, weight):
@@ -68,8 +70,16 @@ class RemovalTask:
         committed = self.load(data, 'train')
         if not data.generated_subjects:
             return committed
-        folder = generated.ensure_training_identities(data.generated_dir, data.generated_subjects)
+        folder = generated.ensure_training_identities(data.generated_dir, data.generated_subjects,
+                                                      data.generated_variations)
         return Dataset.joined([committed, Dataset.load(folder, 'train')])
+
+    @staticmethod
+    def load_family(data):
+        """The held-out validation family (faces of a kind no training draws from), or None without one."""
+        if not data.family_subjects:
+            return None
+        return Dataset.load(generated.ensure_validation_family(data.generated_dir, data.family_subjects), 'train')
 
     @staticmethod
     def output(tf, logits, inputs, architecture):
@@ -221,6 +231,10 @@ class SegmentationTask:
     @staticmethod
     def load_gallery(data):
         return None  # recognition is the depth task's
+
+    @staticmethod
+    def load_family(data):
+        return None  # the held-out family is made of depth faces
 
     @staticmethod
     def output(tf, logits, inputs, architecture):
