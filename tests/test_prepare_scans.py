@@ -56,7 +56,7 @@ def test_obj_polygons_become_fans_and_bad_files_are_named(tmp_path):
 @pytest.mark.parametrize('unit', ['m', 'cm', 'mm'])
 def test_units_are_told_apart_by_the_face_size(model, unit):
     face = model.neutral_face_mm(np.zeros(len(model.identity_modes)))
-    assert alignment.detect_units(face / alignment.MM_PER_UNIT[unit]) == unit
+    assert alignment.detect_units(face / alignment.MM_PER_SCAN_UNIT[unit]) == unit
 
 
 MEDIAN_HEIGHT_ERROR_MM = HEIGHT_ERROR_BOUND_MM  # the bound, for every promised pose
