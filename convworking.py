@@ -270,6 +270,7 @@ TRAINING_VARIATIONS = tuple(kind for kind in VARIATIONS if kind != 'warp')
 DEFAULT_GENERATED_VARIATIONS = TRAINING_VARIATIONS
 DEFAULT_FAMILY_SUBJECTS = 20
 DEFAULT_GALLERY_SUBJECTS = 300
+DEFAULT_MODEL_FIT_EVERY = 20  # the model fit takes seconds per image: test mode runs it on a sample
 DEFAULT_RESULTS = {'remove': os.path.join(REPOSITORY, 'results'), 'segment': os.path.join(REPOSITORY, 'results', 'segment')}
 
 
@@ -319,6 +320,10 @@ def parse_args(argv=None):
                         help='remove, test: also measure recognition on a gallery of this many generated '
                              f'identities no training sees (seed {generated.GALLERY_SEED}), cached in '
                              '--generated-dir; 0 = skip')
+    parser.add_argument('--model-fit-every', type=whole_number(0), default=DEFAULT_MODEL_FIT_EVERY,
+                        help='remove, test: also score the field\'s usual neutraliser, the face model fitted to the '
+                             'input and re-rendered without its expression, on every Nth test image from the '
+                             'first (several seconds each); 0 = skip')
     parser.add_argument('--generated-dir', default=generated.DEFAULT_FOLDER,
                         help='folder caching the generated identities (not part of the repository)')
     parser.add_argument('--batch-size', type=positive_int, default=16, help='images per training step')
@@ -355,8 +360,8 @@ def parse_args(argv=None):
                         help='training loss: mean squared error, its root (the original\'s), or binary '
                              'cross-entropy (segment only); default mse for remove, rmse for segment')
     parser.add_argument('--loss-region', choices=['face', 'image'],
-                        help='compute the loss over the face only (target > 0) or over the whole image '
-                             '(default face for remove; segment always uses the whole image)')
+                        help='compute the loss over the whole image, so that the background is trained too (the '
+                             'original\'s, and the default), or over the face only (target > 0; remove only)')
     parser.add_argument('--bfloat16', action=argparse.BooleanOptionalAction,
                         help='compute the convolutions in bfloat16, about 2.7x faster to train on CPUs with '
                              'AVX-512 BF16 / AMX (default when training: on where the CPU has them; test, infer '
@@ -364,8 +369,9 @@ def parse_args(argv=None):
     parser.add_argument('--flip', action=argparse.BooleanOptionalAction, default=True,
                         help='mirror a random half of each training batch left-right')
     parser.add_argument('--threshold-mm', type=finite_float, default=10.0,
-                        help='outputs below this height (mm) count as background: in the thresholded row of '
-                             'the grids, in recognition and in the images infer writes')
+                        help='beside the input\'s face, outputs below this height (mm) count as background '
+                             '(inference/background.py; on the input\'s face, below 1 mm): in the grids, in '
+                             'recognition, in test mode\'s whole-image scores and in the images infer writes')
     architecture = parser.add_argument_group(
         'architecture', 'default: the checkpoint\'s own when testing or resuming, else '
         + ', '.join(f'{key}={value}' for key, value in ARCHITECTURE_DEFAULTS.items()))
@@ -403,6 +409,7 @@ class Options:
     generated_variations: tuple   # faces.variation kinds of the generated identities, in VARIATIONS' order
     family_subjects: int          # the held-out validation family's subjects (0 = none)
     gallery_subjects: int
+    model_fit_every: int          # test: the model-fit baseline on every Nth test image (0 = none)
     generated_dir: str
     batch_size: int
     lr: float

@@ -1,10 +1,13 @@
-"""Numpy baselines the model is compared with: doing nothing (identity), the mean neutral face of the
-training subjects, and a linear map (PCA on both sides + ridge regression); heights in mm, 0 = background."""
+"""Baselines the model is compared with: doing nothing (identity), the mean neutral face of the training
+subjects, a linear map (PCA on both sides + ridge regression), and the field's usual neutraliser, a fit of the
+face model with its expression removed (model_fit); heights in mm, 0 = background."""
+import time
+
 import numpy as np
 
 from evaluation.metrics import as_image_batch, face_mask
 
-BASELINE_NAMES = ('identity', 'mean_face', 'linear')
+BASELINE_NAMES = ('identity', 'mean_face', 'linear', 'model_fit')
 
 def mean_face(train_neutral_targets_mm):
     """Mean neutral depth (H x W, mm) of the training subjects' neutral faces.
@@ -127,3 +130,20 @@ def baseline_outputs(inputs_mm, neutral_mean_mm, linear_baseline):
         'mean_face': np.broadcast_to(np.asarray(neutral_mean_mm, np.float32), inputs.shape).copy(),
         'linear': linear_baseline.predict(inputs),
     }
+
+
+def model_fit_sample(count, every):
+    """The deterministic sample of the test images the model fit runs on: every `every`-th, from the first."""
+    return np.arange(0, count, every)
+
+
+def model_fit_outputs(inputs_mm):
+    """The model-fit baseline's outputs (N x H x W, mm) and its seconds per image: for each input, pose, identity
+    and expression of the face model (facemodel/) fitted to its points with scanning.alignment's steps, and the
+    fitted face re-rendered with the expression weights at 0 in the input's own pixel frame."""
+    from faces.model import DEFAULT_FACE_MODEL, load_face_model  # here: only test mode with a fit needs them
+    from scanning.alignment import face_template, fitted_neutral_depth_mm
+    template = face_template(load_face_model(DEFAULT_FACE_MODEL))
+    started = time.monotonic()
+    outputs = np.stack([fitted_neutral_depth_mm(image, template) for image in as_image_batch(inputs_mm)])
+    return outputs, (time.monotonic() - started) / max(len(outputs), 1)

@@ -25,6 +25,12 @@ from depth.convention import FULL_SCALE_MM
 MS_SSIM_FILTER_SIZE = 7
 
 METRIC_NAMES = ('rmse_mm', 'mae_mm', 'within_1mm', 'within_2mm', 'ms_ssim')
+# The scores that see the whole image: the error inside the face and on its outline band, and the surface
+# painted where there is none or missing where there is one (each a share of the image's pixels).
+WHOLE_IMAGE_METRIC_NAMES = ('inside_rmse_mm', 'outline_rmse_mm', 'false_surface_share', 'missing_surface_share')
+# Face pixels at least this far from the target's background are inside the face; the rest is its outline band,
+# where a sub-pixel shift of a steep silhouette costs many millimetres (7.5 mm at the 1.5 mm pixel pitch).
+INSIDE_DISTANCE_PX = 5
 UNKNOWN = '??'
 # Heights arrive as float32 quantised to 0.1 or 0.5 mm, so an error of exactly 1 mm between two such
 # heights often computes as 1.000004 mm; the within-N-mm shares allow this much (far below a quantum) so
@@ -73,6 +79,21 @@ def face_mask(target_mm):
     return target_mm > 0
 
 
+def inside_face_mask(target_mm):
+    """Face pixels whose Euclidean distance to the nearest background pixel of the target is at least
+    INSIDE_DISTANCE_PX (the image's border does not count as background)."""
+    import cv2
+    face = face_mask(as_image_batch(target_mm))
+    inside = np.zeros_like(face)
+    for index, one in enumerate(face):
+        if not one.all():
+            distance = cv2.distanceTransform(one.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            inside[index] = distance >= INSIDE_DISTANCE_PX
+        else:
+            inside[index] = True
+    return inside
+
+
 def _mean_over_face(values, face):
     """Per image, the mean of `values` over its face pixels; NaN for an image without any."""
     count = face.sum(axis=(1, 2))
@@ -119,12 +140,18 @@ def per_image_face_rmse(output_mm, target_mm):
     return np.sqrt(_mean_over_face((output_mm - target_mm) ** 2, face_mask(target_mm)))
 
 
-def per_image_metrics(output_mm, target_mm):
+def per_image_metrics(output_mm, target_mm, surface_mm=None):
     """Metrics of each image of a batch (N x H x W, or N x H x W x 1), heights in mm.
 
     rmse_mm, mae_mm, within_1mm, within_2mm (share of face pixels whose |error| <= 1 or 2 mm) are taken
-    over the face pixels (target > 0) only (within_Nmm allows WITHIN_SLACK_MM of rounding); ms_ssim over the whole image.  Every metric is NaN for an
-    image whose target has no face pixel.
+    over the face pixels (target > 0) only (within_Nmm allows WITHIN_SLACK_MM of rounding); ms_ssim over the
+    whole image.  Every metric is NaN for an image whose target has no face pixel.
+
+    With surface_mm (the output as written, its background decided: 0 = no surface) also the scores that see
+    the whole image (WHOLE_IMAGE_METRIC_NAMES): the RMSE inside the face (inside_face_mask) and on the rest of
+    the face, its outline band (NaN for an image without such pixels); the share of the image's pixels with
+    surface where the target has none (false_surface_share) and without surface where the target has one
+    (missing_surface_share).
     """
     output_mm, target_mm = as_image_batch(output_mm), as_image_batch(target_mm)
     if output_mm.shape != target_mm.shape:
@@ -140,6 +167,17 @@ def per_image_metrics(output_mm, target_mm):
     }
     no_face = ~face.any(axis=(1, 2))
     metrics['ms_ssim'][no_face] = np.nan  # consistent with the face metrics: such an image is not scored
+    if surface_mm is not None:
+        surface = as_image_batch(surface_mm) > 0
+        inside = inside_face_mask(target_mm)
+        metrics.update({
+            'inside_rmse_mm': np.sqrt(_mean_over_face(error ** 2, inside)),
+            'outline_rmse_mm': np.sqrt(_mean_over_face(error ** 2, face & ~inside)),
+            'false_surface_share': np.mean(surface & ~face, axis=(1, 2)),
+            'missing_surface_share': np.mean(face & ~surface, axis=(1, 2)),
+        })
+        for name in ('false_surface_share', 'missing_surface_share'):
+            metrics[name][no_face] = np.nan
     return metrics
 
 

@@ -1,10 +1,12 @@
-"""The results grid: rows input, ground truth, output, thresholded output; one example per column.
+"""The results grid: rows input, ground truth, output, output as infer writes it (its background removed) and,
+for depth, that output's signed error; one example per column.
 
 Depth images are drawn as a lit relief: the colour gives the height (one scale for the whole grid, shown by
 its colour bar) and the shading by the surface's normals gives the shape, which plain grey levels hide:
 a smile or an open mouth changes the height by a few millimetres out of 150, but turns the surface a lot.
-Pixels at or below 0 (no surface) are white, so the output row's faint background, which the thresholded
-row removes, stays visible.
+Pixels at or below 0 (no surface) are white, so the output row's faint background, which the next row removes,
+stays visible. The error row shows where the written output is too high (red) or too low (blue), including
+surface painted beyond the face and face left out.
 """
 import os
 
@@ -21,16 +23,14 @@ from evaluation.metrics import EXPRESSION_NAMES, parse_name
 from support.safe_files import atomic_write
 
 MAX_COLUMNS = 12
-ROW_TITLES = ('input', 'ground truth', 'output', 'thresholded')
+ROW_TITLES = ('input', 'ground truth', 'output', 'background removed', 'error')
+ERROR_COLOURS = colormaps['RdBu_r']
+ERROR_RANGE_MM = 5.0  # the error row's colour scale: +- this many mm (larger errors saturate)
+ERROR_LABEL = 'error of the written output (mm)'
 PREVIEW_FOLDER = 'previews'     # where infer and prepare put a figure of each image they write
 LIGHT = LightSource(azdeg=315, altdeg=45)    # from the upper left, as readers expect of a relief
 HEIGHT_COLOURS = colormaps['gist_earth']
 HEIGHT_LABEL = 'height above the back plane (mm)'
-
-
-def thresholded(outputs, threshold):
-    """Outputs with everything below the threshold set to 0, so the face silhouette comes out clean."""
-    return np.where(outputs >= threshold, outputs, 0)
 
 
 def column_label(name):
@@ -55,9 +55,11 @@ def lit_relief(height_mm, norm):
 
 
 def results_grid_figure(rows, names, title, depth=True):
-    """The grid as a matplotlib Figure: rows = (inputs, targets, outputs, thresholded), N x H x W (x 1) each.
+    """The grid as a matplotlib Figure: rows = (inputs, targets, outputs, background removed), N x H x W (x 1)
+    each.
 
-    depth: the images are heights on the network's scale, drawn as a lit relief with one colour bar in mm;
+    depth: the images are heights on the network's scale, drawn as a lit relief with one colour bar in mm, and
+    a fifth row shows the signed error of the last row against the ground truth, with its own colour bar;
     otherwise grey images in [0, 1] (the segmentation task's photographs, masks and probabilities).
     """
     columns = min(MAX_COLUMNS, len(names))
@@ -65,13 +67,17 @@ def results_grid_figure(rows, names, title, depth=True):
     if depth:
         images = [[network_to_mm(image) for image in row] for row in images]
         norm = Normalize(0, max(1.0, max(float(np.max(image)) for row in images for image in row)))
-    figure = Figure(figsize=(1.5 * columns + 1.2, 6.8), layout='constrained')
+        images.append([written - target for written, target in zip(images[3], images[1])])
+        error_norm = Normalize(-ERROR_RANGE_MM, ERROR_RANGE_MM)
+    figure = Figure(figsize=(1.5 * columns + 1.2, 1.7 * len(images)), layout='constrained')
     FigureCanvasAgg(figure)
-    axes = figure.subplots(len(rows), columns, squeeze=False)
+    axes = figure.subplots(len(images), columns, squeeze=False)
     for row_index, row in enumerate(images):
         for column, image in enumerate(row):
             axis = axes[row_index, column]
-            if depth:
+            if depth and row_index == 4:
+                axis.imshow(image, cmap=ERROR_COLOURS, norm=error_norm, interpolation='nearest')
+            elif depth:
                 axis.imshow(lit_relief(image, norm), interpolation='nearest')
             else:
                 axis.imshow(image, cmap='gray', vmin=0, vmax=1)
@@ -82,8 +88,10 @@ def results_grid_figure(rows, names, title, depth=True):
             if row_index == 0:
                 axis.set_title(column_label(names[column]), fontsize=8)
     if depth:
-        figure.colorbar(ScalarMappable(norm, HEIGHT_COLOURS), ax=axes, label=HEIGHT_LABEL, shrink=0.8,
+        figure.colorbar(ScalarMappable(norm, HEIGHT_COLOURS), ax=axes[:4], label=HEIGHT_LABEL, shrink=0.8,
                         pad=0.01)
+        figure.colorbar(ScalarMappable(error_norm, ERROR_COLOURS), ax=axes[4:], label=ERROR_LABEL, shrink=0.9,
+                        pad=0.01, extend='both')
     figure.suptitle(title, fontsize=10)
     return figure
 
@@ -100,7 +108,8 @@ def grid_examples(dataset, count=12):
 
 
 def save_grid(path, task, dataset, outputs, chosen, threshold_mm, title):
-    """The results grid of the chosen examples of a data set: input, ground truth, output, thresholded."""
+    """The results grid of the chosen examples of a data set: input, ground truth, output, background removed
+    (and, for depth, its error)."""
     rows = (dataset.inputs[chosen], dataset.targets[chosen], outputs[chosen],
-            task.thresholded(outputs[chosen], threshold_mm))
+            task.cleaned(outputs[chosen], dataset.inputs[chosen], threshold_mm))
     save_results_grid(path, rows, [dataset.names[i] for i in chosen], title, task.grid_shows_depth)

@@ -7,13 +7,16 @@ import numpy as np
 
 from depth.convention import FULL_SCALE_MM
 from evaluation.baselines import BASELINE_NAMES
-from evaluation.metrics import MS_SSIM_FILTER_SIZE, group_order
+from evaluation.metrics import INSIDE_DISTANCE_PX, MS_SSIM_FILTER_SIZE, group_order
 from support.safe_files import atomic_write
 
 _OVERALL_COLUMNS = (('rmse_mm', 'RMSE (mm)'), ('mae_mm', 'MAE (mm)'), ('within_1mm', '<= 1 mm'),
                     ('within_2mm', '<= 2 mm'), ('ms_ssim', 'MS-SSIM'))
+_WHOLE_IMAGE_COLUMNS = (('inside_rmse_mm', 'inside RMSE (mm)'), ('outline_rmse_mm', 'outline RMSE (mm)'),
+                        ('false_surface_share', 'false surface'), ('missing_surface_share', 'missing surface'))
 HEAT_MAP_PERCENTILE = 99
 _SHARE_METRICS = {'within_1mm', 'within_2mm', 'rank1', 'eer'}
+_SURFACE_METRICS = {'false_surface_share', 'missing_surface_share'}  # shares of the image: small, 2 decimals
 _MISSING = '-'
 
 
@@ -24,6 +27,8 @@ def _format_value(metric, value):
     value = float(value)
     if math.isnan(value):
         return 'n/a'
+    if metric in _SURFACE_METRICS:
+        return f"{100 * value:.2f} %"
     if metric in _SHARE_METRICS:
         return f"{100 * value:.1f} %"
     if metric == 'ms_ssim':
@@ -38,26 +43,26 @@ def _methods(metrics):
     return [('model', model)] + [(name, baselines[name]) for name in BASELINE_NAMES if name in baselines]
 
 
-def _overall_rows(metrics):
-    header = ['method', 'n'] + [title for _, title in _OVERALL_COLUMNS]
+def _overall_rows(metrics, columns=_OVERALL_COLUMNS):
+    header = ['method', 'n'] + [title for _, title in columns]
     rows = [[name, str(block.get('n', _MISSING))]
-            + [_format_value(metric, block.get(metric)) for metric, _ in _OVERALL_COLUMNS]
+            + [_format_value(metric, block.get(metric)) for metric, _ in columns]
             for name, block in _methods(metrics)]
     return header, rows
 
 
-def _group_rmse_rows(metrics, grouping):
-    """RMSE per group (grouping = 'per_expression' or 'per_level') for the model and each baseline."""
+def _group_rows(metrics, grouping, metric='rmse_mm', title='RMSE (mm)'):
+    """A metric per group (grouping = 'per_expression' or 'per_level') for the model and each baseline."""
     methods = _methods(metrics)
     groups = {}
     for _, block in methods:
         groups.update(dict.fromkeys((block.get(grouping) or {}).keys()))
-    header = [grouping.replace('per_', ''), 'n'] + [f"{name} RMSE (mm)" for name, _ in methods]
+    header = [grouping.replace('per_', ''), 'n'] + [f"{name} {title}" for name, _ in methods]
     rows = []
     for group in sorted(groups, key=group_order):
         entries = [(block.get(grouping) or {}).get(group, {}) for _, block in methods]
         rows.append([group, str(entries[0].get('n', _MISSING))]
-                    + [_format_value('rmse_mm', entry.get('rmse_mm')) for entry in entries])
+                    + [_format_value(metric, entry.get(metric)) for entry in entries])
     return header, rows
 
 
@@ -111,11 +116,20 @@ def report_markdown(metrics):
              "are left out of the means. MS-SSIM is over the whole image.", "",
              "## Model and baselines", ""]
     lines += _markdown_table(*_overall_rows(metrics))
-    lines += ["", "## RMSE per expression", ""] + _markdown_table(*_group_rmse_rows(metrics, 'per_expression'))
+    lines += ["", "## The whole image", "",
+              f"Inside: face pixels {INSIDE_DISTANCE_PX} px or more from the target's background; outline: the rest "
+              "of the face. False surface: pixels where the output (its background decided as infer writes it) has "
+              "a surface and the target none, as a share of the image; missing surface: the reverse.", ""]
+    lines += _markdown_table(*_overall_rows(metrics, _WHOLE_IMAGE_COLUMNS))
+    lines += ["", "## RMSE per expression", ""] + _markdown_table(*_group_rows(metrics, 'per_expression'))
+    lines += ["", "## Inside the face, per expression", ""]
+    lines += _markdown_table(*_group_rows(metrics, 'per_expression', 'inside_rmse_mm', 'inside RMSE (mm)'))
+    lines += ["", "## False surface per expression", ""]
+    lines += _markdown_table(*_group_rows(metrics, 'per_expression', 'false_surface_share', 'false surface'))
     lines += ["", "## RMSE per level", "",
               "Levels are the two digits of the file name pooled across codes: intensities 01-04 of the "
               "prototypes, 00 for neutral faces, and the mixture number for MX.", ""]
-    lines += _markdown_table(*_group_rmse_rows(metrics, 'per_level'))
+    lines += _markdown_table(*_group_rows(metrics, 'per_level'))
     lines += ["", "## Recognition", ""] + _recognition_lines(metrics.get('recognition'))
     lines += _gallery_lines(metrics.get('recognition_gallery'))
     lines += ["", "## Settings", "",
@@ -195,7 +209,9 @@ def print_table(metrics):
     """Print the overall comparison, the RMSE per expression and the recognition result."""
     print("\n".join(_text_table(*_overall_rows(metrics))))
     print()
-    print("\n".join(_text_table(*_group_rmse_rows(metrics, 'per_expression'))))
+    print("\n".join(_text_table(*_overall_rows(metrics, _WHOLE_IMAGE_COLUMNS))))
+    print()
+    print("\n".join(_text_table(*_group_rows(metrics, 'per_expression'))))
     print()
     print(recognition_summary(metrics.get('recognition')))
     if metrics.get('recognition_gallery'):

@@ -26,7 +26,7 @@ def test_checkpoint(options, restore):
             gallery_outputs = network.predict(session, gallery.batches(options.batch_size))
     with locked_folder(options.results_dir, '--results-dir'):
         metrics = task.evaluate(data, test_set, outputs, prefix, say, options.results_dir, options.threshold_mm,
-                                gallery, gallery_outputs)
+                                gallery, gallery_outputs, options.model_fit_every)
         say("the grids")
         examples = grid_examples(test_set, 4 * 12)
         written = ['test_metrics.json', *task.report_files]

@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 from depth.convention import FULL_SCALE_MM, IMAGE_SIZE, MM_PER_PNG_UNIT, mm_to_network, network_to_mm
 from depth.dataset import DataError
 from depth.png import DepthImageError, read_depth_png, write_depth_png
-from evaluation.plotting import PREVIEW_FOLDER, thresholded
+from evaluation.plotting import PREVIEW_FOLDER
+from inference.background import with_background
 from support.command_line import PROGRAM
 from support.progress import ProgressLine
 from support.safe_files import atomic_write, locked_folder
@@ -186,7 +187,7 @@ def write_results(session, network, paths, single_file, output_dir, resize, batc
             os.makedirs(os.path.join(output_dir, PREVIEW_FOLDER), exist_ok=True)
             preview = preview or Preview()
             for image, output_mm in zip(images, outputs_mm):
-                write_result(image, thresholded(output_mm, threshold_mm), output_dir, preview)
+                write_result(image, with_background(output_mm, image.height_mm, threshold_mm), output_dir, preview)
             written += len(images)
         if progress:
             progress.update(start + len(chunk))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from depth.convention import IMAGE_SIZE, image_frame
+from depth.convention import BACK_PLANE_MM, IMAGE_CENTRE, IMAGE_SIZE, PIXEL_PITCH_MM, image_frame
 from depth.rasterise import render_depth_mm
 from faces.expressions import EXCLUDED_FROM_MIXTURES
 from faces.generator import rotated_about
@@ -294,6 +294,23 @@ def register(points, template: FaceTemplate):
     if best.inlier_fraction < FACE_INLIER_FRACTION:  # no nose, eyes and forehead where a face has them
         raise ScanError(f"does not look like a face (the upper face of the face model finds the scan near only "
                         f"{100 * best.inlier_fraction:.0f} % of its points)")
+    return _fit_shape(best, template, nearest)
+
+
+def register_framed(points, template: FaceTemplate):
+    """The Registration of points already in the convention's frame (a depth image's: the neutral nose tip at
+    the origin, frontal), so without register's search for the nose and the turn: from the frontal pose at the
+    origin, the upper face refined rigidly, then the shape as register fits it."""
+    nearest = NearestScanPoint(points)
+    start = Registration(np.eye(3), template.mean[template.nose_tip].copy(), np.zeros(len(template.modes)),
+                         np.inf, 0.0)
+    rigid = _refine(start, template, nearest, template.upper, fit_shape=False, iterations=RIGID_ITERATIONS)
+    return _fit_shape(rigid, template, nearest)
+
+
+def _fit_shape(best, template, nearest):
+    """From a rigid registration: the identity on the steady points, then identity and expression on the whole
+    face from each of the template's starts, keeping the fit closest to the scan."""
     best = _refine(best, template, nearest, template.steady, fit_shape=True, iterations=IDENTITY_ITERATIONS,
                    with_expression=False, match_start_mm=IDENTITY_MATCH_START_MM)
     fits = []
@@ -425,6 +442,23 @@ def prepare_scan(scan, template: FaceTemplate, units=None):
     fitted = render_depth_mm(fitted_face, nose_tip, template.triangles)
     depth = completed_by_fitted_face(depth, fitted)
     return PreparedScan(depth, units, points, framed, kept, registration)
+
+
+def depth_image_points(depth_mm):
+    """The surface points (mm) of a depth image in the convention's frame: image_frame's inverse."""
+    rows, columns = np.nonzero(depth_mm > 0)
+    return np.stack([(columns - IMAGE_CENTRE) * PIXEL_PITCH_MM, (IMAGE_CENTRE - rows) * PIXEL_PITCH_MM,
+                     depth_mm[rows, columns] - BACK_PLANE_MM], axis=1)
+
+
+def fitted_neutral_depth_mm(depth_mm, template: FaceTemplate):
+    """The field's usual neutraliser of a depth image: pose, identity and expression of the face model fitted
+    to its points, re-rendered with the expression weights at 0 in the image's own pixel frame."""
+    registration = register_framed(depth_image_points(depth_mm), template)
+    weights = registration.weights.copy()
+    weights[template.identity_count:] = 0.0
+    in_image = (template.face(weights) - registration.translation) @ registration.rotation  # to_model's inverse
+    return render_depth_mm(in_image, np.zeros(3), template.triangles)
 
 
 def near_face(points, face, distance_mm=CROP_MM):

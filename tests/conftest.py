@@ -13,9 +13,11 @@ from depth.png import write_depth_png  # noqa: E402
 
 # A network small enough to train in seconds on 2 cores.
 TINY_NETWORK = ['--channels', '8', '--kernel-size', '3', '--batch-size', '4']
-# Tests never render the default 640 generated training identities or the 300-face recognition gallery (minutes,
-# in the repository's cache): a test that wants generated identities asks for a few, in a folder of its own.
-NO_GENERATED = ['--generated-subjects', '0', '--gallery-subjects', '0', '--family-subjects', '0']
+# Tests never render the default 640 generated training identities, the held-out family or the 300-face
+# recognition gallery (minutes, in the repository's cache), nor fit the face model to test images: a test that
+# wants them asks for a few, in a folder of its own.
+NO_GENERATED = ['--generated-subjects', '0', '--gallery-subjects', '0', '--family-subjects', '0',
+                '--model-fit-every', '0']
 
 
 def synthetic_pair(rng, name_index):

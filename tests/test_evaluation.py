@@ -7,8 +7,8 @@ import pytest
 
 from conftest import REPO
 from evaluation.baselines import LinearBaseline, mean_face
-from evaluation.metrics import (METRIC_NAMES, MS_SSIM_FILTER_SIZE, WITHIN_SLACK_MM, mean_abs_error_map, ms_ssim,
-                                parse_name, per_image_metrics, summarise)
+from evaluation.metrics import (METRIC_NAMES, MS_SSIM_FILTER_SIZE, WHOLE_IMAGE_METRIC_NAMES, WITHIN_SLACK_MM,
+                                mean_abs_error_map, ms_ssim, parse_name, per_image_metrics, summarise)
 from evaluation.recognition import RECOGNITION_DISTANCE, equal_error_rate, face_distances, recognition
 from evaluation.report import print_table, write_report
 from support.paths import recorded_path, resolve_recorded_path
@@ -297,3 +297,35 @@ def test_recorded_paths_are_relative_to_the_repository_and_resolve_back(tmp_path
     for path in (inside, outside):
         assert resolve_recorded_path(recorded_path(path)) == path
     assert resolve_recorded_path(outside) == outside     # files written before kept absolute paths
+
+
+def test_whole_image_scores_on_arrays_whose_answer_is_known():
+    target = np.zeros((1, 128, 128))                     # (MS-SSIM needs the convention's size)
+    target[0, 10:30, 10:30] = 100.0                      # a 20 x 20 face
+    output = target + 1.0 * (target > 0)                 # 1 mm too high on the face ...
+    output[0, 18:22, 18:22] += 3.0                       # ... 4 mm in the middle (deep inside)
+    output[0, 10, 10:30] += 2.0                          # ... 3 mm on the top edge (the outline band)
+    surface = output.copy()
+    surface[0, 0:2, 0:5] = 50.0                          # 10 pixels of false surface
+    surface[0, 29, 10:30] = 0.0                          # 20 face pixels left out
+    metrics = per_image_metrics(output, target, surface)
+    inside = np.zeros((128, 128), bool)
+    inside[14:26, 14:26] = True                          # 5 px or more from the nearest background pixel
+    error = (output - target)[0]
+    assert metrics['inside_rmse_mm'][0] == pytest.approx(np.sqrt(np.mean(error[inside] ** 2)))
+    outline = (target[0] > 0) & ~inside
+    assert metrics['outline_rmse_mm'][0] == pytest.approx(np.sqrt(np.mean(error[outline] ** 2)))
+    assert metrics['false_surface_share'][0] == pytest.approx(10 / 128 ** 2)
+    assert metrics['missing_surface_share'][0] == pytest.approx(20 / 128 ** 2)
+    assert set(WHOLE_IMAGE_METRIC_NAMES) <= set(metrics)
+
+
+def test_whole_image_scores_are_summarised_per_expression():
+    target = np.zeros((2, 128, 128))
+    target[:, 20:100, 20:100] = 80.0
+    surface = target.copy()
+    surface[1, 0, :16] = 10.0                            # the second image paints 16 false pixels
+    blocks = summarise(per_image_metrics(target, target, surface), ['0001_HA01.png', '0001_SU01.png'])
+    assert blocks['per_expression']['HA']['false_surface_share'] == 0
+    assert blocks['per_expression']['SU']['false_surface_share'] == pytest.approx(16 / 128 ** 2)
+    assert blocks['inside_rmse_mm'] == 0 and blocks['outline_rmse_mm'] == 0

@@ -64,7 +64,7 @@ def test_generated_identities_are_disjoint_from_the_committed_subjects(two_gener
 
 def test_zero_generated_subjects_is_the_committed_training_split_only(tiny_data, tmp_path):
     options = convworking.parse_args(['--mode', 'train', '--data', tiny_data, '--generated-subjects', '0',
-                                   '--generated-dir', str(tmp_path / 'cache')])
+                                      '--generated-dir', str(tmp_path / 'cache')])
     training = TASKS['remove'].load_training(options.data_source())
     committed = Dataset.load(tiny_data, 'train')
     assert training.names == committed.names
@@ -76,7 +76,7 @@ def test_zero_generated_subjects_is_the_committed_training_split_only(tiny_data,
 def test_generated_subjects_join_the_committed_training_split(tiny_data, two_generated):
     root, folder = two_generated
     options = convworking.parse_args(['--mode', 'train', '--data', tiny_data, '--generated-subjects', '2',
-                                   '--generated-dir', str(root)])
+                                      '--generated-variations', '--generated-dir', str(root)])
     training = TASKS['remove'].load_training(options.data_source())
     committed, generated = Dataset.load(tiny_data, 'train'), Dataset.load(folder, 'train')
     assert len(training) == len(committed) + len(generated)
@@ -94,15 +94,22 @@ def test_a_tiny_training_with_generated_subjects_runs_end_to_end(tiny_data, two_
     checkpoints, results = tmp_path / 'checkpoints', tmp_path / 'results'
     finished = run_program('--mode', 'train', '--data', tiny_data, '--generated-subjects', 2, '--generated-dir', root,
                            '--checkpoint-dir', checkpoints, '--results-dir', results, *TINY_NETWORK,
-                           '--max-steps', 8, '--validate-every', 4)
+                           '--max-steps', 8, '--validate-every', 4, '--family-subjects', 2)
     assert finished.returncode == 0, finished.stderr
     training_pairs = len(Dataset.load(tiny_data, 'train')) + 2 * (25 + generated.TRAINING_MIXTURES)
-    assert f'{training_pairs} training' in finished.stdout
+    family_pairs = 2 * (25 + generated.FAMILY_MIXTURES)
+    assert f'{training_pairs} training' in finished.stdout and f'+ {family_pairs} of the held-out family' in finished.stdout
     options = json.loads((checkpoints / 'remove' / 'options.json').read_text())
-    assert options['training']['generated_subjects'] == 2
+    assert options['training']['generated_subjects'] == 2 and options['training']['family_subjects'] == 2
+    assert options['training']['generated_variations'] == ['reshape', 'outline', 'whole_face_motion', 'mouth_depth',
+                                                           'faceted', 'scanner_noise']
     history = json.loads((checkpoints / 'remove' / 'valid_history.json').read_text())['validations']
     assert [entry['step'] for entry in history] == [4, 8]
     assert history[0]['minutes'] < history[1]['minutes']
+    for entry in history:  # the checkpoint is chosen by the mean of the two scores
+        assert entry['selection_score'] == pytest.approx((entry['score'] + entry['family_score']) / 2)
+    assert os.path.isdir(os.path.join(root, 'family_seed3_2subjects_6mixtures_outline_whole_face_motion_mouth_depth'
+                                            '_scanner_noise_warp'))
     assert (results / 'training_curve.png').exists()
 
 

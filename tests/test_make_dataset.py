@@ -10,6 +10,7 @@ import pytest
 import fake_face_model
 import make_dataset
 from depth.convention import IMAGE_CENTRE
+from depth.png import read_depth_png
 from depth.rasterise import render_depth_mm
 from faces.generator import plan_dataset, render_subject, subjects_from_description
 from faces.model import DEFAULT_FACE_MODEL, load_face_model
@@ -150,11 +151,13 @@ def test_overwrite_replaces_the_dataset_and_leaves_other_files(tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-    """The tiny dataset made four times from a fake model: plain with 1 and 2 workers, jittered and noisy
-    twice (1 and 2 workers)."""
+    """The tiny dataset made six times from a fake model: plain, jittered and noisy, and with every training
+    variation of faces.variation, each with 1 and 2 workers."""
     root = tmp_path_factory.mktemp("tiny")
     model = write_fake_npz(root / "model.npz")
-    variants = {"plain": [], "jittered": ["--pose-jitter-deg", "4", "--depth-noise-mm", "0.5"]}
+    variants = {"plain": [], "jittered": ["--pose-jitter-deg", "4", "--depth-noise-mm", "0.5"],
+                "varied": ["--vary", "reshape", "outline", "whole_face_motion", "mouth_depth", "faceted",
+                           "scanner_noise"]}
     runs = {}
     for variant, extra in variants.items():
         for workers in (1, 2):
@@ -168,7 +171,7 @@ def tiny_runs(tmp_path_factory):
 
 def test_same_options_give_byte_identical_files_whatever_the_worker_count(tiny_runs):
     _, runs = tiny_runs
-    for variant in ("plain", "jittered"):
+    for variant in ("plain", "jittered", "varied"):
         one, two = folder_contents(runs[variant, 1]), folder_contents(runs[variant, 2])
         assert len(one) == 2 * 4 * (1 + 24 + 1) + 1  # inputs and targets of 4 subjects, and dataset.json
         assert one == two
@@ -184,9 +187,26 @@ def test_jitter_and_noise_change_inputs_only(tiny_runs):
             assert jittered[name] != content
 
 
-def test_dataset_json_is_enough_to_re_render_every_file(tiny_runs, tmp_path):
+def test_variations_change_inputs_and_targets_alike_and_neutral_inputs_only_by_scanner_noise(tiny_runs):
+    _, runs = tiny_runs
+    plain, varied = folder_contents(runs["plain", 1]), folder_contents(runs["varied", 1])
+    assert all(varied[name] != content for name, content in plain.items() if name != "dataset.json")
+    description = json.loads((runs["varied", 1] / "dataset.json").read_text())
+    assert description["options"]["variations"] == ["reshape", "outline", "whole_face_motion", "mouth_depth",
+                                                    "faceted", "scanner_noise"]
+    assert "variations" not in json.loads((runs["plain", 1] / "dataset.json").read_text())["options"]
+    # one person: a neutral input is its target but for the scanner's noise and holes
+    for name in (name for name in varied if name.startswith("inputs") and "_NE00" in name):
+        given = read_depth_png(runs["varied", 1] / name)[0]
+        target = read_depth_png(runs["varied", 1] / name.replace("inputs", "targets", 1))[0]
+        both = (given > 0) & (target > 0)
+        assert np.median(np.abs(given - target)[both]) < 1.0 and both.sum() > 0.9 * (target > 0).sum()
+
+
+@pytest.mark.parametrize("variant", ["jittered", "varied"])
+def test_dataset_json_is_enough_to_re_render_every_file(tiny_runs, tmp_path, variant):
     model_path, runs = tiny_runs
-    model, output = load_face_model(model_path), runs["jittered", 1]
+    model, output = load_face_model(model_path), runs[variant, 1]
     description = json.loads((output / "dataset.json").read_text())
     for entry in description["files"].values():
         assert set(entry["expression_weights"]) <= set(description["face_model"]["expression_names"])
@@ -194,6 +214,7 @@ def test_dataset_json_is_enough_to_re_render_every_file(tiny_runs, tmp_path):
     for subject in subjects_from_description(description):
         for kind in ("inputs", "targets"):
             (tmp_path / kind / subject.split).mkdir(parents=True, exist_ok=True)
-        render_subject(model, subject, tmp_path, description["options"]["depth_noise_mm"])
+        render_subject(model, subject, tmp_path, description["options"]["depth_noise_mm"],
+                       description["options"].get("variations", ()))
     assert folder_contents(tmp_path) == {name: content for name, content in folder_contents(output).items()
                                          if name != "dataset.json"}

@@ -4,7 +4,8 @@ import pytest
 
 from conftest import synthetic_pair
 from depth.convention import mm_to_network
-from evaluation.plotting import HEIGHT_LABEL, LIGHT, ROW_TITLES, lit_relief, results_grid_figure, save_results_grid
+from evaluation.plotting import (ERROR_LABEL, ERROR_RANGE_MM, HEIGHT_LABEL, LIGHT, ROW_TITLES, lit_relief,
+                                 results_grid_figure, save_results_grid)
 from evaluation.report import report_figure
 
 
@@ -27,9 +28,11 @@ def test_the_depth_grid_labels_rows_and_columns_and_has_a_height_scale(tmp_path)
                   *ROW_TITLES):
         assert label in texts, (label, texts)
     axes = figure.axes
-    assert len(axes) == 4 * 3 + 1                                # 12 images and the colour bar
-    assert axes[-1].get_ylabel() == HEIGHT_LABEL
-    assert axes[-1].get_ylim()[0] == 0 and axes[-1].get_ylim()[1] >= 40    # heights in mm, not network units
+    assert len(axes) == 5 * 3 + 2                                # 15 images and the two colour bars
+    height_bar, error_bar = axes[-2:]
+    assert height_bar.get_ylabel() == HEIGHT_LABEL
+    assert height_bar.get_ylim()[0] == 0 and height_bar.get_ylim()[1] >= 40    # heights in mm, not network units
+    assert error_bar.get_ylabel() == ERROR_LABEL and error_bar.get_ylim() == (-ERROR_RANGE_MM, ERROR_RANGE_MM)
     save_results_grid(tmp_path / 'grid.png', depth_rows(3), names, 'title')
     assert (tmp_path / 'grid.png').read_bytes().startswith(b'\x89PNG')
 
@@ -38,8 +41,19 @@ def test_the_segmentation_grid_stays_grey_without_a_height_scale():
     rng = np.random.default_rng(0)
     rows = [rng.random((2, 128, 128, 1)) for _ in range(4)]
     figure = results_grid_figure(rows, ['Aaron_Eckhart_0001.jpg', 'b.jpg'], 'segment', depth=False)
-    assert HEIGHT_LABEL not in figure_texts(figure) and len(figure.axes) == 8
+    assert HEIGHT_LABEL not in figure_texts(figure) and len(figure.axes) == 8    # four rows, no error row
     assert 'Aaron_Eckhart_00' in figure_texts(figure)
+
+
+def test_the_error_row_is_the_written_output_minus_the_ground_truth():
+    inputs, targets, outputs, _ = depth_rows(2)
+    written = targets + mm_to_network(2.0) * (targets > 0)         # 2 mm too high on the face
+    written[:, :3, :3] = mm_to_network(20.0)                         # and a false surface in a corner
+    figure = results_grid_figure((inputs, targets, outputs, written), ['a.png', 'b.png'], 'title')
+    error = figure.axes[4 * 2].get_images()[0].get_array()         # row 5, column 1
+    face = targets[0, ..., 0] > 0
+    assert np.allclose(error[face], 2.0, atol=1e-3) and np.allclose(error[:3, :3], 20.0, atol=1e-3)
+    assert np.allclose(error[~face & (np.arange(128)[:, None] >= 3)], 0.0)
 
 
 def test_the_relief_is_shaded_by_the_surface_normal_and_white_where_there_is_no_surface():

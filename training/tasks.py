@@ -11,13 +11,13 @@ import numpy as np
 
 from depth.convention import FULL_SCALE_MM, mm_to_network, network_to_mm
 from depth.dataset import DataError, Dataset
-from evaluation.baselines import LinearBaseline, baseline_outputs, mean_face
+from evaluation.baselines import LinearBaseline, baseline_outputs, mean_face, model_fit_outputs, model_fit_sample
 from evaluation.metrics import (MS_SSIM_FILTER_SIZE, iou_per_class, mean_abs_error_map, mean_iou, parse_name,
                                 per_image_face_rmse, per_image_metrics, pixel_accuracy, summarise)
-from evaluation.plotting import thresholded
 from evaluation.recognition import recognition
 from evaluation.report import print_table, write_report
 from faces import generated
+from inference.background import with_background
 from support.paths import recorded_path
 from training import lfw_parts
 
@@ -42,7 +42,7 @@ def masked_mean(tf, values, weight):
 class RemovalTask:
     name = 'remove'
     losses = ('mse', 'rmse')
-    loss_regions = ('face', 'image')
+    loss_regions = ('image', 'face')  # image: the background is trained too (results/experiments.md)
     default_loss = 'mse'
     score_name = 'valid RMSE (mm)'
     training_score_tag = 'rmse_mm'
@@ -113,28 +113,30 @@ class RemovalTask:
         return f'valid RMSE {score:.3f} mm'
 
     @staticmethod
-    def thresholded(outputs, threshold_mm):
-        """Outputs with the background (below threshold_mm) set to 0: a clean face silhouette."""
-        return thresholded(outputs, mm_to_network(threshold_mm))
+    def cleaned(outputs, inputs, threshold_mm):
+        """Outputs (network scale) with their background decided as infer writes it (inference.background)."""
+        return mm_to_network(with_background(network_to_mm(outputs), network_to_mm(inputs), threshold_mm))
 
     def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, threshold_mm, gallery=None,
-                 gallery_outputs=None):
+                 gallery_outputs=None, model_fit_every=0):
         """test_metrics.json: the model beside the baselines, per expression and level, and recognition (on the
         test split, and on the generated gallery when there is one); the report goes into report_dir. say(text)
         tells what it is doing, as each part takes seconds."""
         inputs_mm, targets_mm = (network_to_mm(test_set.inputs[..., 0]), network_to_mm(test_set.targets[..., 0]))
         outputs_mm = network_to_mm(outputs[..., 0])
         say("the model's errors and MS-SSIM")
-        model = summarise(per_image_metrics(outputs_mm, targets_mm), test_set.names)
+        cleaned_mm = with_background(outputs_mm, inputs_mm, threshold_mm)
+        model = summarise(per_image_metrics(outputs_mm, targets_mm, cleaned_mm), test_set.names)
         metrics = {key: value for key, value in model.items() if key != 'n'}
         metrics.update(n_images=model['n'], checkpoint=recorded_path(checkpoint),
                        data=recorded_path(data.folder),
                        ms_ssim_filter_size=MS_SSIM_FILTER_SIZE)
-        say("the baselines (identity; mean face and linear, fitted on the training split)")
-        metrics.update(self._baselines(data.folder, inputs_mm, targets_mm, test_set.names))
+        say("the baselines (identity; mean face and linear, fitted on the training split; the face model's fit"
+            + (f" on every {model_fit_every}th image, several seconds each)" if model_fit_every else ", skipped)"))
+        metrics.update(self._baselines(data.folder, inputs_mm, targets_mm, test_set.names, threshold_mm,
+                                       model_fit_every, outputs_mm))
         say("recognition, raw and neutralised")
-        metrics['recognition'] = self._recognition(test_set.names, inputs_mm, targets_mm,
-                                                   network_to_mm(self.thresholded(outputs, threshold_mm)[..., 0]))
+        metrics['recognition'] = self._recognition(test_set.names, inputs_mm, targets_mm, cleaned_mm)
         if gallery is not None:
             say(f"recognition on the gallery of {data.gallery_subjects} generated identities")
             metrics['recognition_gallery'] = self._gallery_recognition(data.gallery_subjects, threshold_mm, gallery,
@@ -144,9 +146,15 @@ class RemovalTask:
         return metrics
 
     @staticmethod
-    def _baselines(folder, inputs_mm, targets_mm, names):
-        """The identity baseline always; the mean face and the linear map need the training split of folder."""
-        blocks = {'identity': per_image_metrics(inputs_mm, targets_mm)}
+    def _baselines(folder, inputs_mm, targets_mm, names, threshold_mm, model_fit_every, outputs_mm):
+        """The identity baseline always; the mean face and the linear map need the training split of folder; the
+        model fit runs on every model_fit_every-th image (0 = not at all), and its block also holds the model's
+        and the identity's scores on that sample. Backgrounds are decided as the model's is."""
+        def scored(outputs, chosen=slice(None)):
+            return per_image_metrics(outputs, targets_mm[chosen],
+                                     with_background(outputs, inputs_mm[chosen], threshold_mm))
+
+        blocks = {'identity': scored(inputs_mm)}
         try:
             train = Dataset.load(folder, 'train')
         except DataError as error:
@@ -157,11 +165,19 @@ class RemovalTask:
             linear = LinearBaseline().fit(train_inputs, train_targets)
             neutral_mean = mean_face(train_targets[neutral] if neutral else train_targets)
             outputs = baseline_outputs(inputs_mm, neutral_mean, linear)
-            blocks.update({name: per_image_metrics(outputs[name], targets_mm)
-                           for name in ('mean_face', 'linear')})
+            blocks.update({name: scored(outputs[name]) for name in ('mean_face', 'linear')})
             note = linear.describe()
-        return {'baselines': {name: summarise(block, names) for name, block in blocks.items()},
-                'linear_baseline': note}
+        summaries = {name: summarise(block, names) for name, block in blocks.items()}
+        if model_fit_every:
+            sample = model_fit_sample(len(inputs_mm), model_fit_every)
+            fitted, seconds = model_fit_outputs(inputs_mm[sample])
+            sample_names = [names[i] for i in sample]
+            summaries['model_fit'] = dict(
+                summarise(scored(fitted, sample), sample_names), seconds_per_image=round(seconds, 2),
+                sample=f'every {model_fit_every}th test image from the first ({len(sample)} of {len(names)})',
+                on_the_same_sample={method: summarise(scored(images[sample], sample), sample_names)
+                                    for method, images in (('model', outputs_mm), ('identity', inputs_mm))})
+        return {'baselines': summaries, 'linear_baseline': note}
 
     @staticmethod
     def _recognition(names, inputs_mm, targets_mm, neutralised_mm):
@@ -189,7 +205,7 @@ class RemovalTask:
         """Recognition on the generated gallery, and the RMSE per expression of its probes (unseen identities)."""
         inputs_mm, targets_mm = network_to_mm(gallery.inputs[..., 0]), network_to_mm(gallery.targets[..., 0])
         block = self._recognition(gallery.names, inputs_mm, targets_mm,
-                                  network_to_mm(self.thresholded(outputs, threshold_mm)[..., 0]))
+                                  with_background(network_to_mm(outputs[..., 0]), inputs_mm, threshold_mm))
         rmse = {method: summarise({'rmse_mm': per_image_face_rmse(images, targets_mm)},
                                              gallery.names)['per_expression']
                 for method, images in (('model', network_to_mm(outputs[..., 0])), ('identity', inputs_mm))}
@@ -257,12 +273,12 @@ class SegmentationTask:
     def format_score(score):
         return f'valid accuracy {100 - score:.2f} %' if math.isfinite(score) else 'no valid accuracy yet'
 
-    def thresholded(self, outputs, threshold_mm):
+    def cleaned(self, outputs, inputs, threshold_mm):
         """The predicted mask: probability >= 0.5 is face, as in the original's figure."""
         return (outputs >= self.THRESHOLD).astype(np.float32)
 
     def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, threshold_mm, gallery=None,
-                 gallery_outputs=None):
+                 gallery_outputs=None, model_fit_every=0):
         """test_metrics.json: per-pixel accuracy and mean IoU of the two classes, in percent (no report)."""
         say("accuracy and IoU")
         iou_background, iou_face = iou_per_class(outputs, test_set.targets, self.THRESHOLD)
