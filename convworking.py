@@ -268,6 +268,7 @@ DEFAULT_GENERATED_SUBJECTS = 640
 # Faces beyond the face model's own (faces.variation): every kind training may use (warp is held out).
 TRAINING_VARIATIONS = tuple(kind for kind in VARIATIONS if kind != 'warp')
 DEFAULT_GENERATED_VARIATIONS = TRAINING_VARIATIONS
+DEFAULT_PLAIN_SUBJECTS = 160
 DEFAULT_FAMILY_SUBJECTS = 20
 DEFAULT_GALLERY_SUBJECTS = 300
 DEFAULT_MODEL_FIT_EVERY = 20  # the model fit takes seconds per image: test mode runs it on a sample
@@ -311,6 +312,10 @@ def parse_args(argv=None):
                         help='remove: vary the generated identities beyond the face model (faces/variation.py): '
                              f'any of {", ".join(TRAINING_VARIATIONS)}; none given = the face model\'s own faces '
                              f'(default: {" ".join(DEFAULT_GENERATED_VARIATIONS)})')
+    parser.add_argument('--plain-subjects', type=whole_number(0), default=None,
+                        help='remove, with --generated-variations: also train on the first N generated identities '
+                             'as the face model made them, unvaried, as the committed valid and test faces are '
+                             f'(default: {DEFAULT_PLAIN_SUBJECTS}; at most --generated-subjects)')
     parser.add_argument('--family-subjects', type=whole_number(0), default=None,
                         help='remove, train: also validate on a held-out family of this many generated subjects, '
                              'faces of a kind no training draws from (warped identities, cut outlines, moving '
@@ -407,6 +412,7 @@ class Options:
     max_steps: int
     generated_subjects: int
     generated_variations: tuple   # faces.variation kinds of the generated identities, in VARIATIONS' order
+    plain_subjects: int           # the first generated identities again, unvaried (0 = none)
     family_subjects: int          # the held-out validation family's subjects (0 = none)
     gallery_subjects: int
     model_fit_every: int          # test: the model-fit baseline on every Nth test image (0 = none)
@@ -442,7 +448,8 @@ class Options:
 
     def data_source(self):
         return DataSource(self.data, self.targets, self.generated_dir, self.generated_subjects,
-                          self.gallery_subjects, self.generated_variations, self.family_subjects)
+                          self.gallery_subjects, self.generated_variations, self.plain_subjects,
+                          self.family_subjects)
 
 
 def resolve_options(args, error):
@@ -463,9 +470,9 @@ def resolve_options(args, error):
             error("--residual does not fit --task segment (its output is a probability, not a correction)")
         if args.generated_subjects:
             error("--generated-subjects does not fit --task segment (its data are photographs)")
-        if args.generated_variations or args.family_subjects:
-            error(f"--{'generated-variations' if args.generated_variations else 'family-subjects'} does not fit "
-                  "--task segment (its data are photographs)")
+        for option in ('generated_variations', 'plain_subjects', 'family_subjects'):
+            if getattr(args, option):
+                error(f"--{option.replace('_', '-')} does not fit --task segment (its data are photographs)")
     elif args.targets is not None:
         error(f"--targets does not fit --task {name} (it chooses the masks of --task segment)")
     for option, value, allowed in (('--loss', args.loss, task.losses),
@@ -480,6 +487,7 @@ def resolve_options(args, error):
     if generated_subjects is None:
         generated_subjects = DEFAULT_GENERATED_SUBJECTS if remove else 0
     variations = DEFAULT_GENERATED_VARIATIONS if args.generated_variations is None else args.generated_variations
+    plain_subjects = DEFAULT_PLAIN_SUBJECTS if args.plain_subjects is None else args.plain_subjects
     family_subjects = args.family_subjects
     if family_subjects is None:
         family_subjects = DEFAULT_FAMILY_SUBJECTS if remove and args.mode == 'train' else 0
@@ -493,6 +501,7 @@ def resolve_options(args, error):
         targets=(args.targets or lfw_parts.TARGET_FOLDERS[0]) if name == 'segment' else None,
         generated_subjects=generated_subjects, data=args.data or DEFAULT_DATA[name],
         generated_variations=tuple(kind for kind in VARIATIONS if remove and kind in variations),
+        plain_subjects=min(plain_subjects, generated_subjects) if remove and variations else 0,
         family_subjects=family_subjects,
         results_dir=args.results_dir or DEFAULT_RESULTS[name], loss=args.loss or task.default_loss,
         loss_region=args.loss_region or task.loss_regions[0], bfloat16=bfloat16))

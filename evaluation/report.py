@@ -96,6 +96,22 @@ def _gallery_lines(gallery):
             + _markdown_table(['expression'] + codes, rows))
 
 
+def _model_fit_lines(metrics):
+    """Markdown lines on the model-fit baseline: its sample, its speed, and the model on the same images."""
+    fit = (metrics.get('baselines') or {}).get('model_fit')
+    if not fit:
+        return []
+    same = fit.get('on_the_same_sample') or {}
+    rows = [[name, _format_value('rmse_mm', block.get('rmse_mm')), _format_value('inside_rmse_mm',
+                                                                                  block.get('inside_rmse_mm'))]
+            for name, block in [('model_fit', fit)] + list(same.items())]
+    return (["", "## The model fit, the field's usual neutraliser", "",
+             f"The face model's pose, identity and expression fitted to each input's points (scanning/alignment.py) "
+             f"and re-rendered without the expression, in the input's pixel frame: {fit.get('sample', _MISSING)}, "
+             f"{fit.get('seconds_per_image', _MISSING)} s per image. On the same images:", ""]
+            + _markdown_table(['method', 'RMSE (mm)', 'inside RMSE (mm)'], rows))
+
+
 def _markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
@@ -130,6 +146,7 @@ def report_markdown(metrics):
               "Levels are the two digits of the file name pooled across codes: intensities 01-04 of the "
               "prototypes, 00 for neutral faces, and the mixture number for MX.", ""]
     lines += _markdown_table(*_group_rows(metrics, 'per_level'))
+    lines += _model_fit_lines(metrics)
     lines += ["", "## Recognition", ""] + _recognition_lines(metrics.get('recognition'))
     lines += _gallery_lines(metrics.get('recognition_gallery'))
     lines += ["", "## Settings", "",

@@ -31,6 +31,7 @@ class DataSource:
     generated_subjects: int = 0     # remove: generated identities that join the committed training split
     gallery_subjects: int = 0       # remove: generated identities of the recognition gallery (0 = none)
     generated_variations: tuple = ()  # remove: faces.variation kinds of the generated training identities
+    plain_subjects: int = 0         # remove: the first generated identities again, as the face model made them
     family_subjects: int = 0        # remove: subjects of the held-out validation family (0 = none)
 
 
@@ -66,13 +67,17 @@ class RemovalTask:
         return Dataset.load(folder, 'train', select=lambda name: name[5:] in chosen)
 
     def load_training(self, data):
-        """The committed training split, joined by the generated identities (made if not cached)."""
-        committed = self.load(data, 'train')
-        if not data.generated_subjects:
-            return committed
-        folder = generated.ensure_training_identities(data.generated_dir, data.generated_subjects,
-                                                      data.generated_variations)
-        return Dataset.joined([committed, Dataset.load(folder, 'train')])
+        """The committed training split, joined by the generated identities (made if not cached): varied as
+        data.generated_variations says, and the first data.plain_subjects of them again as the face model made
+        them (the committed valid and test splits are such faces)."""
+        parts = [self.load(data, 'train')]
+        if data.generated_subjects:
+            parts.append(Dataset.load(generated.ensure_training_identities(
+                data.generated_dir, data.generated_subjects, data.generated_variations), 'train'))
+        if data.plain_subjects and data.generated_variations:
+            parts.append(Dataset.load(generated.ensure_training_identities(data.generated_dir, data.plain_subjects),
+                                      'train'))
+        return parts[0] if len(parts) == 1 else Dataset.joined(parts)
 
     @staticmethod
     def load_family(data):
