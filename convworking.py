@@ -234,7 +234,7 @@ def infer(options):
     from inference import neutralise  # here, not at the top: --help and the other modes need not wait for it
     with session:
         neutralise.neutralise_files(session, network, options.input, options.output, options.resize,
-                                    options.batch_size, options.threshold_mm)
+                                    options.batch_size, options.threshold_mm, options.previews)
 
 
 def export(options):
@@ -296,6 +296,7 @@ DEFAULT_GENERATED_VARIATIONS = TRAINING_VARIATIONS
 DEFAULT_PLAIN_SUBJECTS = 160
 DEFAULT_FAMILY_SUBJECTS = 20
 DEFAULT_GALLERY_SUBJECTS = 300
+DEFAULT_PREVIEWS = 8
 DEFAULT_MODEL_FIT_EVERY = 20  # the model fit takes seconds per image: test mode runs it on a sample
 DEFAULT_RESULTS = {'remove': os.path.join(REPOSITORY, 'results'), 'segment': os.path.join(REPOSITORY, 'results', 'segment')}
 
@@ -375,6 +376,9 @@ def parse_args(argv=None):
     parser.add_argument('--output', help='infer: new folder for the neutralised images (and previews/); '
                                          'export: new folder for the frozen graphs, SavedModel and model.json; '
                                          'prepare: folder for the depth images (and previews/)')
+    parser.add_argument('--previews', type=whole_number(0), default=DEFAULT_PREVIEWS,
+                        help='infer: draw a preview (input | output | difference) of the first N images only: '
+                             'drawing one takes far longer than neutralising it')
     parser.add_argument('--resize', action='store_true',
                         help='infer: resample images that are not 128 x 128 (depth values kept; results are '
                              'meaningful only for images that follow the convention in README)')
@@ -452,6 +456,7 @@ class Options:
     units: str
     output: str
     resize: bool
+    previews: int             # infer: previews of the first N images
     restart: bool
     validate_every: int
     plot_every: int
