@@ -313,3 +313,26 @@ def test_test_rmse_is_taken_only_for_the_same_checkpoint_and_data(tmp_path):
     assert rmse('checkpoints/remove/best-200') is None
     assert rmse('checkpoints/remove/best-100', data='other_data') is None
     assert rmse('checkpoints/remove/best-100', results=tmp_path / 'none') is None
+
+
+# ------------------------------------------------------------------------------------------------ README
+
+def readme_python_snippets():
+    with open(os.path.join(REPO, 'README.md'), encoding='utf-8') as file:
+        return re.findall(r'^```python\n(.*?)^```', file.read(), re.S | re.M)
+
+
+def test_every_python_snippet_of_readme_runs_as_a_complete_script(exported, tmp_path):
+    """Each snippet alone, in a folder laid out as the repository after Quick start's export (runs/exported: this
+    module's tiny exported model), with no import of the project's code on its path."""
+    snippets = readme_python_snippets()
+    assert snippets                       # found: a changed fence must not make this pass on nothing
+    (tmp_path / 'runs').mkdir()
+    (tmp_path / 'runs' / 'exported').symlink_to(exported[0])
+    (tmp_path / 'data128_128').symlink_to(os.path.join(REPO, 'data128_128'))
+    for number, snippet in enumerate(snippets):
+        script = tmp_path / f'snippet_{number}.py'
+        script.write_text(snippet)
+        done = subprocess.run([sys.executable, script.name], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300, env={**os.environ, 'PYTHONPATH': ''})
+        assert done.returncode == 0, (snippet, done.stderr[-2000:])
