@@ -16,7 +16,7 @@ from scanning import alignment
 from scanning.measurement import HEIGHT_ERROR_BOUND_MM, height_error_and_coverage
 from scanning.mesh_io import MeshError, Scan, read_scan, write_obj, write_ply
 from scanning.synthetic import (SAMPLE_FILE, benchmark_scans, exact_depth_mm, kept_part, new_subject, not_a_face,
-                                protocol_expression, prototype, sample_scan, scan_file, synthetic_scan,
+                                protocol_expression, prototype, sample_scan, scan_file, scanner_view, synthetic_scan,
                                 write_sample_scan)
 from support import safe_files
 
@@ -216,6 +216,13 @@ def test_the_committed_sample_scan_is_its_generator_s_and_prepares_within_the_be
     prepared = alignment.prepare_scan(read_scan(str(committed)), template)
     error, coverage = height_error_and_coverage(prepared.depth_mm, exact_depth_mm(model, neutral, face))
     assert error <= HEIGHT_ERROR_BOUND_MM and coverage >= 0.9, (error, coverage)
+
+
+def test_a_scan_too_coarse_to_find_its_nose_is_refused_not_crashed(model, template):
+    neutral, face = new_subject(model, np.random.default_rng(5))
+    coarse = Scan(*scanner_view(face, model.triangles, spacing_mm=2.5))   # gaps in every 2 mm cell's neighbours
+    with pytest.raises(alignment.ScanError, match='more coarsely than every 2 mm'):
+        alignment.prepare_scan(coarse, template)
 
 
 @pytest.fixture(scope='module')
