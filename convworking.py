@@ -24,8 +24,9 @@ from evaluation import testing
 from faces import generated
 from faces.variation import VARIATIONS
 from scanning import prepare
-from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, finite_float,
-                                  positive_float, positive_int, report_error, say, whole_number)
+from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, Terminated, UsageError,
+                                  finite_float, positive_float, positive_int, report_error, say, stop_on_sigterm,
+                                  whole_number)
 from support.machine import cpu_supports_bfloat16
 from support.paths import REPOSITORY
 from support.quiet_tensorflow import error_summary, import_tensorflow_quietly, tf
@@ -233,7 +234,7 @@ def infer(options):
     from inference import neutralise  # here, not at the top: --help and the other modes need not wait for it
     with session:
         neutralise.neutralise_files(session, network, options.input, options.output, options.resize,
-                                    options.batch_size, options.threshold_mm)
+                                    options.batch_size, options.threshold_mm, options.previews)
 
 
 def export(options):
@@ -247,15 +248,39 @@ def export(options):
 
 # ------------------------------------------------------------------------------------------ command line
 
-EXAMPLES = f"""examples:
-  python {PROGRAM} --mode test --results-dir runs/test      # the shipped model on the test split (1 min)
-  python {PROGRAM} --mode infer --input data128_128/inputs/test/0100_SU04.png --output runs/neutral
-  python {PROGRAM} --mode train --max-steps 200 --checkpoint-dir runs/smoke --results-dir runs/smoke/results
-  python {PROGRAM} --mode train --checkpoint-dir runs/full --results-dir runs/full/results   # 45 epochs
-  python {PROGRAM} --mode test --checkpoint runs/full --results-dir runs/full/results
-  python {PROGRAM} --mode export --output runs/exported
-  tensorboard --logdir runs/full/results/logs
-"""
+# The examples --help ends with, (comment, command): README's Quick start and Train blocks show the same lines,
+# and tests/test_help_examples.py holds them to it, so that the two cannot drift apart.
+EXAMPLES = (
+    ('the shipped model on the test split: 3-10 min the first time (it renders a recognition gallery once)',
+     f'python {PROGRAM} --mode test --results-dir runs/test'),
+    ('the neutral face of a surprised test subject',
+     f'python {PROGRAM} --mode infer --input data128_128/inputs/test/0100_SU04.png --output runs/neutral'),
+    ('a sample 3D scan (a new identity, surprised, turned) to a depth image, then its neutral face',
+     f'python {PROGRAM} --mode prepare --input samples/scan_surprise.ply --output runs/prepared'),
+    (None, f'python {PROGRAM} --mode infer --input runs/prepared --output runs/neutral_scan'),
+    ('the model for use without this code: frozen graphs, SavedModel, OpenCV graph',
+     f'python {PROGRAM} --mode export --output runs/exported'),
+    ('a smoke run: 200 steps on the committed training split only (nothing rendered), 2-3 minutes on the\n'
+     'project\'s 2-core CPU (bfloat16)',
+     f'python {PROGRAM} --mode train --max-steps 200 --generated-subjects 0 --family-subjects 0 '
+     '--checkpoint-dir runs/smoke --results-dir runs/smoke/results'),
+    ('the full run: 640 generated identities (rendered once, ~5 min) + 32,000 steps: about 70 min there alone\n'
+     '(bench.py: 121.6 img/s; 114 min with other jobs on the CPU); in float32 (no AVX-512 BF16 / AMX) 2.7x as long',
+     f'python {PROGRAM} --mode train --checkpoint-dir runs/full --results-dir runs/full/results'),
+    (None, f'python {PROGRAM} --mode test --checkpoint runs/full --results-dir runs/full/results'),
+    ('the full run in TensorBoard, then open http://localhost:6006 (loss, RMSE, grids); the smoke run\'s:\n'
+     '--logdir runs/smoke/results/logs',
+     'tensorboard --logdir runs/full/results/logs'),
+)
+
+
+def examples_text(examples=EXAMPLES, indent='  '):
+    """The examples as --help shows them: each comment line as '# ...' above its command."""
+    lines = []
+    for comment, command in examples:
+        lines += [f'{indent}# {line}' for line in (comment or '').splitlines()] + [indent + command]
+    return 'examples:\n' + '\n'.join(lines) + '\n'
+
 
 # Each task's data and results by default. LFW Part Labels is research data kept outside the repository.
 DEFAULT_DATA = {'remove': os.path.join(REPOSITORY, 'data128_128'),
@@ -271,6 +296,7 @@ DEFAULT_GENERATED_VARIATIONS = TRAINING_VARIATIONS
 DEFAULT_PLAIN_SUBJECTS = 160
 DEFAULT_FAMILY_SUBJECTS = 20
 DEFAULT_GALLERY_SUBJECTS = 300
+DEFAULT_PREVIEWS = 8
 DEFAULT_MODEL_FIT_EVERY = 20  # the model fit takes seconds per image: test mode runs it on a sample
 DEFAULT_RESULTS = {'remove': os.path.join(REPOSITORY, 'results'), 'segment': os.path.join(REPOSITORY, 'results', 'segment')}
 
@@ -279,7 +305,7 @@ def parse_args(argv=None):
     parser = OneLineErrorParser(
         prog=PROGRAM, description='Remove facial expressions from 3D face depth images (or, with --task segment, '
                                   'segment faces in photographs as the network this one descends from did).',
-        formatter_class=DefaultsHelpFormatter, epilog=EXAMPLES)
+        formatter_class=DefaultsHelpFormatter, epilog=examples_text())
     parser.add_argument('--mode', choices=['train', 'test', 'infer', 'export', 'prepare'], required=True,
                         help='train a network; test a trained one on the test split; infer neutral faces '
                              'for your own depth images; export the trained model for use without this code; '
@@ -350,6 +376,9 @@ def parse_args(argv=None):
     parser.add_argument('--output', help='infer: new folder for the neutralised images (and previews/); '
                                          'export: new folder for the frozen graphs, SavedModel and model.json; '
                                          'prepare: folder for the depth images (and previews/)')
+    parser.add_argument('--previews', type=whole_number(0), default=DEFAULT_PREVIEWS,
+                        help='infer: draw a preview (input | output | difference) of the first N images only: '
+                             'drawing one takes far longer than neutralising it')
     parser.add_argument('--resize', action='store_true',
                         help='infer: resample images that are not 128 x 128 (depth values kept; results are '
                              'meaningful only for images that follow the convention in README)')
@@ -427,6 +456,7 @@ class Options:
     units: str
     output: str
     resize: bool
+    previews: int             # infer: previews of the first N images
     restart: bool
     validate_every: int
     plot_every: int
@@ -527,12 +557,14 @@ def main(argv=None, observer=TrainingObserver()):
     except tf.errors.OpError as error:  # the same, met by TensorFlow's own file writing (checkpoints, logs)
         report_error(PROGRAM, error_summary(error))
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as Terminated (stop_on_sigterm)
         note = loop.interrupted_training_note(task_checkpoint_dir(options), argv) if options.mode == 'train' else ''
-        print(f"\n{PROGRAM}: interrupted{note}", file=sys.stderr)
-        return 130
+        terminated = isinstance(stop, Terminated)
+        print(f"\n{PROGRAM}: {'terminated' if terminated else 'interrupted'}{note}", file=sys.stderr)
+        return 143 if terminated else 130
     return 0
 
 
 if __name__ == '__main__':
+    stop_on_sigterm()
     sys.exit(main())

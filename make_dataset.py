@@ -15,7 +15,7 @@ from pathlib import Path
 
 from depth.png import DepthImageError
 from faces.expressions import MIXTURES_PER_SUBJECT, check_model_has_prototype_shapes
-from faces.generator import GENERATOR, check_output_folder, generate, plan_dataset
+from faces.generator import GENERATOR, check_output_folder, generate, keep_only, plan_dataset
 from faces.model import DEFAULT_FACE_MODEL, FaceModelError, load_face_model
 from faces.variation import VARIATIONS
 from support.command_line import (OneLineErrorParser, UsageError, error_line, non_negative_float, report_error,
@@ -56,6 +56,10 @@ def parse_arguments(argv):
     parser.add_argument("--vary", nargs="+", choices=VARIATIONS, default=[], metavar="KIND", dest="variations",
                         help="vary the faces beyond the face model (faces/variation.py): "
                              f"{', '.join(VARIATIONS)}; input and target stay one person (default: none)")
+    parser.add_argument("--only", nargs="+", metavar="CODE", default=None,
+                        help="render only these of each subject's images, by code and level (e.g. NE00 HA04 MX01), "
+                             "each exactly as the whole dataset has it: everything is drawn as before, then the rest "
+                             "is left out (default: all)")
     parser.add_argument("--workers", type=whole_number(1, 256), default=os.cpu_count() or 1, metavar="N",
                         help="render with N processes; the files do not depend on N (default: the number "
                              "of CPUs, here %(default)s)")
@@ -79,7 +83,11 @@ def main(argv=None):
     except (UsageError, FaceModelError, OSError) as error:
         report_error(GENERATOR, error)
         return 2
-    subjects = plan_dataset(options, model)
+    subjects = keep_only(plan_dataset(options, model), options.only)
+    if not any(subject.renders for subject in subjects):
+        report_error(GENERATOR, f"--only {' '.join(options.only)} names none of the subjects' images "
+                                "(codes as in the file names: NE00, HA01-HA04, ..., MX01-MXnn)")
+        return 2
     started = time.monotonic()
     try:
         generate(options, model, subjects)

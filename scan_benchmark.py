@@ -5,6 +5,7 @@ scan -> prepare -> infer (scanning.measurement).
                                   # (checkpoints/remove); writes results/scan_benchmark.json
     python scan_benchmark.py --checkpoint PATH --output FILE.json
     python scan_benchmark.py --preview results/prepare_preview.png   # also the README's picture of a preview
+    python scan_benchmark.py --sample samples/scan_surprise.ply      # only the committed sample scan, again
 """
 import json
 import os
@@ -14,6 +15,7 @@ import numpy as np
 
 from faces.model import DEFAULT_FACE_MODEL, load_face_model
 from scanning.measurement import HEIGHT_ERROR_BOUND_MM, averages, measure_prepare, neutralisation_rmse, write_preview
+from scanning.synthetic import SAMPLE_FILE, write_sample_scan
 from support.command_line import OneLineErrorParser, whole_number
 from support.paths import REPOSITORY
 from support.safe_files import write_strict_json
@@ -27,8 +29,13 @@ def main(argv=None):
     parser.add_argument('--output', default=os.path.join(REPOSITORY, 'results', 'scan_benchmark.json'),
                         help='write every number here as JSON')
     parser.add_argument('--preview', metavar='FILE.png', help="also write the README's picture of a preview here")
+    parser.add_argument('--sample', metavar='FILE.ply',
+                        help=f'only write the sample scan README tries ({SAMPLE_FILE}) here, and stop')
     args = parser.parse_args(argv)
     model = load_face_model(DEFAULT_FACE_MODEL)
+    if args.sample:
+        write_sample_scan(model, args.sample)
+        return
     if args.preview:
         write_preview(model, args.preview)
     with tempfile.TemporaryDirectory() as folder:

@@ -28,9 +28,13 @@ ERROR_COLOURS = colormaps['RdBu_r']
 ERROR_RANGE_MM = 5.0  # the error row's colour scale: +- this many mm (larger errors saturate)
 ERROR_LABEL = 'error of the written output (mm)'
 PREVIEW_FOLDER = 'previews'     # where infer and prepare put a figure of each image they write
+PREVIEW_DPI = 110               # 80 made their labels hard to read
 LIGHT = LightSource(azdeg=315, altdeg=45)    # from the upper left, as readers expect of a relief
-HEIGHT_COLOURS = colormaps['gist_earth']
+# Both ends must stand apart from the background's white: gist_earth, used before, ended nearly white, so the
+# highest surface (nose tip, lips) looked like no surface.
+HEIGHT_COLOURS = colormaps['viridis']
 HEIGHT_LABEL = 'height above the back plane (mm)'
+BACKGROUND = (1.0, 1.0, 1.0)   # the colour of no surface
 
 
 def column_label(name):
@@ -50,8 +54,13 @@ def lit_relief(height_mm, norm):
     normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
     facing_light = np.clip(normals @ LIGHT.direction, 0, 1)[..., np.newaxis]
     rgb = LIGHT.blend_soft_light(HEIGHT_COLOURS(norm(height_mm))[..., :3], facing_light)
-    rgb[height_mm <= 0] = 1
+    rgb[height_mm <= 0] = BACKGROUND
     return rgb
+
+
+def height_colour_bar(figure, norm, axes, **options):
+    """The colour bar of lit_relief's heights (mm) beside `axes`."""
+    return figure.colorbar(ScalarMappable(norm, HEIGHT_COLOURS), ax=axes, label=HEIGHT_LABEL, **options)
 
 
 def results_grid_figure(rows, names, title, depth=True):
@@ -88,8 +97,7 @@ def results_grid_figure(rows, names, title, depth=True):
             if row_index == 0:
                 axis.set_title(column_label(names[column]), fontsize=8)
     if depth:
-        figure.colorbar(ScalarMappable(norm, HEIGHT_COLOURS), ax=axes[:4], label=HEIGHT_LABEL, shrink=0.8,
-                        pad=0.01)
+        height_colour_bar(figure, norm, axes[:4], shrink=0.8, pad=0.01)
         figure.colorbar(ScalarMappable(error_norm, ERROR_COLOURS), ax=axes[4:], label=ERROR_LABEL, shrink=0.9,
                         pad=0.01, extend='both')
     figure.suptitle(title, fontsize=10)

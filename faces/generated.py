@@ -49,23 +49,36 @@ def ensure_validation_family(root, subjects):
                    FAMILY_VARIATIONS)
 
 
-def ensure_gallery(root, subjects):
-    """The folder of the recognition gallery's `subjects` subjects (split `train`), rendering it if not cached."""
-    return _ensure(root, 'gallery', subjects, GALLERY_MIXTURES, GALLERY_SEED, 'recognition gallery')
+def ensure_gallery(root, subjects, only=None):
+    """The folder of the recognition gallery's `subjects` subjects (split `train`), rendering it if not cached:
+    only the images named by `only` (codes such as 'NE00', 'MX01'; None: all), each as the whole gallery has it.
+    A cached whole gallery serves a request for some of its images."""
+    whole = _folder(root, 'gallery', subjects, GALLERY_MIXTURES, GALLERY_SEED)
+    if only is not None and os.path.exists(os.path.join(whole, 'dataset.json')):
+        return whole
+    return _ensure(root, 'gallery', subjects, GALLERY_MIXTURES, GALLERY_SEED, 'recognition gallery', only=only)
 
 
-def _ensure(root, kind, subjects, mixtures, seed, what, variations=()):
+def _folder(root, kind, subjects, mixtures, seed, variations=(), only=None):
     # The name holds everything that decides the files, so a cached folder is reused only for the same request.
     varied = ''.join(f'_{variation}' for variation in variations)
-    folder = os.path.join(root, f'{kind}_seed{seed}_{subjects}subjects_{mixtures}mixtures{varied}')
+    chosen = f"_{'-'.join(only)}" if only is not None else ''
+    return os.path.join(root, f'{kind}_seed{seed}_{subjects}subjects_{mixtures}mixtures{varied}{chosen}')
+
+
+def _ensure(root, kind, subjects, mixtures, seed, what, variations=(), only=None):
+    folder = _folder(root, kind, subjects, mixtures, seed, variations, only)
     # make_dataset.py moves a finished dataset into place as its last step, so dataset.json marks a complete one.
     if os.path.exists(os.path.join(folder, 'dataset.json')):
         return folder
-    print(f"rendering the {what} ({subjects} subjects) into {folder}; made once, reused after", flush=True)
-    # A separate process: make_dataset.py renders with a process pool, which must not fork TensorFlow.
+    images = f", {len(only)} images each" if only is not None else ''
+    print(f"rendering the {what} ({subjects} subjects{images}) into {folder}; made once, reused after", flush=True)
+    # A separate process: make_dataset.py renders with a process pool, which must not fork TensorFlow. Its
+    # progress line goes to our stdout as it comes.
     command = [sys.executable, os.path.join(REPOSITORY, 'make_dataset.py'), '--output', folder, '--seed', str(seed),
                '--train-subjects', str(subjects), '--valid-subjects', '0', '--test-subjects', '0',
                '--mixtures-per-subject', str(mixtures)] + (['--vary', *variations] if variations else [])
+    command += ['--only', *only] if only is not None else []
     result = subprocess.run(command, stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or [f'exit status {result.returncode}']

@@ -135,6 +135,17 @@ def plan_dataset(options, model: FaceModel) -> list:
     return subjects
 
 
+def keep_only(subjects, codes):
+    """The subjects with only the renders named by `codes` (e.g. 'NE00', 'MX01'; None: all). Filtered after the
+    plan, so that each kept render is drawn, and rendered, exactly as in the whole dataset."""
+    if codes is None:
+        return subjects
+    wanted = set(codes)
+    for subject in subjects:
+        subject.renders = [render for render in subject.renders if f"{render.code}{render.level:02d}" in wanted]
+    return subjects
+
+
 def dataset_description(options, model: FaceModel, subjects) -> dict:
     """The contents of dataset.json: enough to re-render any file independently."""
     files = {}
@@ -159,6 +170,7 @@ def dataset_description(options, model: FaceModel, subjects) -> dict:
             "pose_jitter_deg": options.pose_jitter_deg, "depth_noise_mm": options.depth_noise_mm,
             # only when some are on: a dataset without variations is described byte for byte as before them
             **({"variations": list(options.variations)} if options.variations else {}),
+            **({"only": list(options.only)} if getattr(options, "only", None) else {}),
         },
         "face_model": {
             "name": "ICT Face Model Light (USC Institute for Creative Technologies, ICT-FaceKit, MIT licence)",

@@ -5,7 +5,8 @@ infer  (--mode infer --input PATH --output DIR [--resize])
     DIR/NAME.png           the neutralised depth map: same name, same bit depth and same units as the input
                            (16-bit: 0.1 mm, 8-bit: 0.5 mm); heights below --threshold-mm become background 0
                            (the results grid's thresholded row); 8-bit outputs clip at 255 = 127.5 mm;
-    DIR/previews/NAME.png  input | output | output - input in mm, with colour bars.
+    DIR/previews/NAME.png  input | output | output - input in mm, with colour bars: for the first --previews
+                           inputs only (default 8; drawing one takes far longer than the network's work).
   Refused before anything is written: a missing PATH, a folder without .png files, an output folder that is
   the input's folder, an output folder already holding any of the files the run would write (nothing is
   ever overwritten). Images that are not single-channel 8- or 16-bit PNGs of 128 x 128 pixels are refused
@@ -18,15 +19,17 @@ infer  (--mode infer --input PATH --output DIR [--resize])
 import collections
 import os
 import sys
+import time
 
 import cv2
 import numpy as np
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from depth.convention import FULL_SCALE_MM, IMAGE_SIZE, MM_PER_PNG_UNIT, mm_to_network, network_to_mm
 from depth.dataset import DataError
 from depth.png import DepthImageError, read_depth_png, write_depth_png
-from evaluation.plotting import PREVIEW_FOLDER
+from evaluation.plotting import PREVIEW_DPI, PREVIEW_FOLDER, height_colour_bar, lit_relief
 from inference.background import with_background
 from support.command_line import PROGRAM
 from support.progress import ProgressLine
@@ -53,15 +56,18 @@ def output_paths(path, output_dir):
     return os.path.join(output_dir, name), os.path.join(output_dir, PREVIEW_FOLDER, name)
 
 
-def check_output_folder(input_path, paths, output_dir):
-    """Refuse an output folder that is the input's folder or already holds a file this run would write."""
+def check_output_folder(input_path, paths, output_dir, previews):
+    """Refuse an output folder that is the input's folder or already holds a file this run would write (the
+    previews of the first `previews` paths)."""
     input_dir = input_path if os.path.isdir(input_path) else os.path.dirname(input_path) or '.'
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise DataError(f"{output_dir}: exists and is not a folder (--output takes a folder)")
     if os.path.realpath(output_dir) == os.path.realpath(input_dir):
         raise DataError(f"{output_dir}: is the input's folder; give another --output folder "
                         "(outputs keep the input file names)")
-    existing = [target for path in paths for target in output_paths(path, output_dir) if os.path.lexists(target)]
+    targets = [output_paths(path, output_dir)[0] for path in paths]
+    targets += [output_paths(path, output_dir)[1] for path in paths[:previews]]
+    existing = [target for target in targets if os.path.lexists(target)]
     if existing:
         raise DataError(f"{existing[0]}: already exists ({len(existing)} of the files this run would write "
                         "exist); infer never overwrites: remove them or give another --output folder")
@@ -115,33 +121,34 @@ def load_depth_images(paths, resize, skipped, refuse_bad):
 
 
 class Preview:
-    """input | output | output - input (mm): the two heights on one grey scale, the difference in colour.
+    """input | output: lit reliefs on one height scale, as the results grids draw them | output - input (mm).
 
     One figure serves every image (only its data, colour limits and title change): building a figure per
-    image would take most of infer's time.
+    image would take most of its time.
     """
 
     def __init__(self):
-        self.figure = Figure(figsize=(9, 3.3), dpi=80, layout='constrained')
+        self.figure = Figure(figsize=(9, 3.3), dpi=PREVIEW_DPI, layout='constrained')
         axes = self.figure.subplots(1, 3)
         blank = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
-        self.heights = [axis.imshow(blank, cmap='gray', vmin=0, vmax=FULL_SCALE_MM) for axis in axes[:2]]
+        self.heights = [axis.imshow(lit_relief(blank, Normalize(0, 1))) for axis in axes[:2]]
         self.difference = axes[2].imshow(blank, cmap='RdBu_r', vmin=-10, vmax=10)
         for axis, label in zip(axes, ('input', 'output (neutralised)', 'output - input')):
             axis.set_title(label, fontsize=9)
             axis.set_xticks([])
             axis.set_yticks([])
-        self.figure.colorbar(self.heights[1], ax=axes[:2].tolist(), label='height (mm)', shrink=0.85)
-        self.figure.colorbar(self.difference, ax=axes[2], label='mm', shrink=0.85)
+        self.height_scale = height_colour_bar(self.figure, Normalize(0, FULL_SCALE_MM), axes[:2].tolist(),
+                                              shrink=0.85).mappable
+        self.figure.colorbar(self.difference, ax=axes[2], label='output - input (mm)', shrink=0.85)
         self.title = self.figure.suptitle(' ', fontsize=9)
         self.figure.draw_without_rendering()
         self.figure.set_layout_engine('none')  # keep the layout computed once
 
     def save(self, path, input_mm, output_mm, title):
-        high = max(float(input_mm.max()), float(output_mm.max()), 1.0)
+        norm = Normalize(0, max(float(input_mm.max()), float(output_mm.max()), 1.0))
         for image, height_mm in zip(self.heights, (input_mm, output_mm)):
-            image.set_data(height_mm)
-            image.set_clim(0, high)
+            image.set_data(lit_relief(height_mm, norm))
+        self.height_scale.set_clim(norm.vmin, norm.vmax)
         difference = output_mm - input_mm
         face = (input_mm > 0) | (output_mm > 0)
         # The 99th percentile keeps a few outline pixels (face in one image, background in the other) from
@@ -155,45 +162,54 @@ class Preview:
 
 
 def write_result(image, output_mm, output_dir, preview):
-    """The neutralised depth map in the input's bit depth and units, and its preview."""
+    """The neutralised depth map in the input's bit depth and units, and its preview (None: none)."""
     depth_path, preview_path = output_paths(image.path, output_dir)
     write_depth_png(depth_path, output_mm, image.bits)
+    if preview is None:
+        return
+    os.makedirs(os.path.dirname(preview_path), exist_ok=True)
     preview.save(preview_path, image.height_mm, output_mm, f'{os.path.basename(image.path)} ({image.bits}-bit, '
                                                            f'{MM_PER_PNG_UNIT[image.bits]} mm per unit{image.note})')
 
 
-def neutralise_files(session, network, input_path, output_dir, resize, batch_size, threshold_mm):
+def neutralise_files(session, network, input_path, output_dir, resize, batch_size, threshold_mm, previews):
     """--mode infer: neutralise input_path (a PNG or a folder of them) into output_dir (see the module doc),
-    batch_size images a run; heights below threshold_mm become background."""
+    batch_size images a run, with previews of the first `previews`; heights below threshold_mm become
+    background."""
     paths = input_paths(input_path)
-    check_output_folder(input_path, paths, output_dir)
+    check_output_folder(input_path, paths, output_dir, previews)
     # Checked again once the folder is held: another run may have written there meanwhile.
     with locked_folder(output_dir, '--output folder'):
-        check_output_folder(input_path, paths, output_dir)
+        check_output_folder(input_path, paths, output_dir, previews)
         write_results(session, network, paths, not os.path.isdir(input_path), output_dir, resize, batch_size,
-                      threshold_mm)
+                      threshold_mm, previews)
 
 
-def write_results(session, network, paths, single_file, output_dir, resize, batch_size, threshold_mm):
-    skipped, written, preview = [], 0, None
+def write_results(session, network, paths, single_file, output_dir, resize, batch_size, threshold_mm, previews):
+    skipped, written, drawn, preview = [], 0, 0, None
+    with_preview = set(paths[:previews])
     progress = (ProgressLine(len(paths), label=f'{PROGRAM}: infer ', counted=' images', log_interval=10.0)
                 if len(paths) > batch_size else None)
+    started = time.monotonic()
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
         images = load_depth_images(chunk, resize, skipped, refuse_bad=single_file)
         if images:
             batch = mm_to_network(np.stack([image.height_mm for image in images]))[..., np.newaxis]
             outputs_mm = network_to_mm(session.run(network.output, {network.inputs: batch})[..., 0])
-            os.makedirs(os.path.join(output_dir, PREVIEW_FOLDER), exist_ok=True)
-            preview = preview or Preview()
             for image, output_mm in zip(images, outputs_mm):
+                # A preview takes far longer to draw than the network takes to compute: the first few only.
+                preview = (preview or Preview()) if image.path in with_preview else None
                 write_result(image, with_background(output_mm, image.height_mm, threshold_mm), output_dir, preview)
+                drawn += preview is not None
             written += len(images)
         if progress:
             progress.update(start + len(chunk))
     if written:
-        print(f"{PROGRAM}: wrote {written} neutralised image(s) to {output_dir} and their previews to "
-              f"{os.path.join(output_dir, PREVIEW_FOLDER)}")
+        seconds = time.monotonic() - started
+        print(f"{PROGRAM}: wrote {written} neutralised image(s) to {output_dir} in {seconds:.1f} s "
+              f"({written / max(seconds, 1e-9):.1f} img/s)"
+              + (f", previews of the first {drawn} in {os.path.join(output_dir, PREVIEW_FOLDER)}" if drawn else ''))
     if skipped:
         raise DataError(f"{len(skipped)} of {len(paths)} image(s) skipped (reported above)"
                         + ('' if written else '; nothing was written'))

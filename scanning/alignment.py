@@ -290,6 +290,9 @@ def register(points, template: FaceTemplate):
         # closest turn of a wrong peak (a chin, a brow) can match more points than the nose's, only loosely.
         if best_per_peak[-1][0].inlier_fraction >= GOOD_START_INLIER_FRACTION:
             break
+    if not best_per_peak:   # e.g. points sparser than the 2 mm cells of prominent_points leave every side empty
+        raise ScanError("does not look like a face (no point stands out above its surroundings as a nose does; "
+                        "a scan sampled more coarsely than every 2 mm cannot be read this way)")
     best, nearest = max(best_per_peak, key=lambda candidate: candidate[0].inlier_fraction)
     if best.inlier_fraction < FACE_INLIER_FRACTION:  # no nose, eyes and forehead where a face has them
         raise ScanError(f"does not look like a face (the upper face of the face model finds the scan near only "

@@ -12,14 +12,16 @@ status 2. No TensorFlow here: preparing needs no network.
 """
 import os
 import sys
+import time
 
 import numpy as np
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from depth.convention import FULL_SCALE_MM, IMAGE_CENTRE, IMAGE_SIZE, PIXEL_PITCH_MM
 from depth.dataset import DataError
 from depth.png import write_depth_png
-from evaluation.plotting import PREVIEW_FOLDER
+from evaluation.plotting import PREVIEW_DPI, PREVIEW_FOLDER, height_colour_bar, lit_relief
 from faces.model import DEFAULT_FACE_MODEL, FaceModelError, load_face_model
 from scanning.alignment import MM_PER_SCAN_UNIT, ScanError, face_template, prepare_scan
 from scanning.mesh_io import SCAN_SUFFIXES, MeshError, is_scan_file, read_scan
@@ -67,14 +69,23 @@ def check_output(input_path, paths, output_dir):
 
 
 class Preview:
-    """The scan from the front as given | after alignment, the image's square outlined | the depth image."""
+    """The scan from the front as given | after alignment, the image's square outlined | the depth image, lit as
+    the results grids draw it, with its colour bar and axes in mm."""
 
     def __init__(self):
-        self.figure = Figure(figsize=(10, 3.6), dpi=80, layout='constrained')
+        self.figure = Figure(figsize=(11, 3.6), dpi=PREVIEW_DPI, layout='constrained')
         self.axes = self.figure.subplots(1, 3)
+        half = (IMAGE_CENTRE + 0.5) * PIXEL_PITCH_MM   # the image's edge, from the nose tip
+        self.norm = Normalize(0, FULL_SCALE_MM)     # the convention's range: one scale for every scan
+        blank = np.zeros((IMAGE_SIZE, IMAGE_SIZE))
+        # The depth panel is made once (the scatter panels are redrawn): its colour bar must not pile up.
+        self.depth = self.axes[2].imshow(lit_relief(blank, self.norm), extent=(-half, half, -half, half))
+        self.axes[2].set_title(f'depth image {IMAGE_SIZE} x {IMAGE_SIZE}, 1.5 mm pixels', fontsize=9)
+        self.axes[2].set_ylabel('y (mm)', fontsize=8)
+        height_colour_bar(self.figure, self.norm, self.axes[2], shrink=0.9)
 
     def save(self, path, prepared, title):
-        for axis in self.axes:
+        for axis in self.axes[:2]:
             axis.clear()
         chosen = np.random.default_rng(0).permutation(len(prepared.points_mm))[:PREVIEW_POINTS]
         chosen = chosen[np.argsort(prepared.framed_mm[chosen, 2])]  # the front-most drawn last, on top
@@ -87,12 +98,11 @@ class Preview:
         self.axes[1].plot([-half, half, half, -half, -half], [-half, -half, half, half, -half], 'c-', lw=0.8)
         self.axes[1].plot(0, 0, 'c+', ms=8)
         self.axes[1].set_title('aligned, nose tip at 0 (red: cropped)', fontsize=9)
-        self.axes[2].imshow(prepared.depth_mm, cmap='gray', vmin=0, vmax=FULL_SCALE_MM)
-        self.axes[2].set_title(f'depth image {IMAGE_SIZE} x {IMAGE_SIZE}, 1.5 mm pixels', fontsize=9)
+        self.depth.set_data(lit_relief(prepared.depth_mm, self.norm))
         for axis in self.axes[:2]:
             axis.set_aspect('equal')
-            axis.set_xlabel('x (mm)', fontsize=8)
         for axis in self.axes:
+            axis.set_xlabel('x (mm)', fontsize=8)
             axis.tick_params(labelsize=7)
         self.figure.suptitle(title, fontsize=9)
         with atomic_write(path) as file:
@@ -122,6 +132,9 @@ def prepare_files(input_path, output_dir, units):
 def write_prepared(paths, template, input_path, output_dir, units):
     single_file = not os.path.isdir(input_path)
     preview, skipped = Preview(), []
+    # Registration takes seconds per scan: say so before the first, not only after it.
+    print(f"{PROGRAM}: prepare {len(paths)} scan(s) into {output_dir} (several seconds each)", flush=True)
+    started = time.monotonic()
     for number, path in enumerate(paths, 1):
         try:
             prepared = prepare_scan(read_scan(path), template, units)
@@ -136,10 +149,21 @@ def write_prepared(paths, template, input_path, output_dir, units):
         os.makedirs(os.path.dirname(preview_path), exist_ok=True)
         write_depth_png(image_path, prepared.depth_mm)
         preview.save(preview_path, prepared, f'{os.path.basename(path)}: {describe(prepared)}')
-        print(f"{PROGRAM}: prepare {number}/{len(paths)} {os.path.basename(path)} -> {image_path} ({describe(prepared)})")
+        print(f"{PROGRAM}: prepare {number}/{len(paths)} {os.path.basename(path)} -> {image_path} "
+              f"({describe(prepared)})", flush=True)
+    print(summary(len(paths), len(skipped), time.monotonic() - started, output_dir))
     if skipped:
         raise DataError(f"{len(skipped)} of {len(paths)} scan(s) skipped (reported above)"
                         + ('' if len(skipped) < len(paths) else '; nothing was written'))
+
+
+def summary(total, skipped, seconds, output_dir):
+    """The closing line: counts, seconds per scan, where the files are."""
+    prepared = total - skipped
+    where = (f"; depth images in {output_dir}, previews in {os.path.join(output_dir, PREVIEW_FOLDER)}"
+             if prepared else '')
+    return (f"{PROGRAM}: prepared {prepared} of {total} scan(s), {skipped} skipped, in {seconds:.1f} s "
+            f"({seconds / total:.1f} s per scan){where}")
 
 
 UNIT_CHOICES = ('auto', *MM_PER_SCAN_UNIT)

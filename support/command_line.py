@@ -6,6 +6,7 @@ programs that need no network do not wait for it.
 """
 import argparse
 import math
+import signal
 import sys
 
 PROGRAM = 'convworking.py'    # the main program, whose name starts every line it and its modules print
@@ -15,6 +16,18 @@ LARGEST_COUNT = 2 ** 31 - 1
 
 class UsageError(ValueError):
     """A problem the user can fix (an option, a file, a folder): reported as one line, exit status 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, a job scheduler's stop), raised where Ctrl-C raises KeyboardInterrupt, so that a run it
+    stops ends as one Ctrl-C stops: files whole, a note of what is kept, exit status 143 (128 + SIGTERM)."""
+
+
+def stop_on_sigterm():
+    """Let SIGTERM stop the program as Ctrl-C does (see Terminated); Python's default would end it silently."""
+    def terminate(signal_number, frame):
+        raise Terminated()
+    signal.signal(signal.SIGTERM, terminate)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -154,6 +154,13 @@ def test_a_killed_run_resumes_at_its_last_saved_step(tiny_data, tmp_path):
     assert (checkpoints / 'remove' / f'latest-{saved_step + 3}.index').exists()
 
 
+def test_a_finished_training_run_again_says_it_is_at_its_last_step(trained):
+    data, checkpoints, results = trained
+    again = train_tiny(data, checkpoints, results, '--max-steps', 10)
+    assert again.returncode == 0, again.stderr
+    assert 'already at its last step (10): nothing to train' in again.stdout and 'trained steps' not in again.stdout
+
+
 def test_checkpoint_accepts_the_checkpoint_dir_of_the_training(trained, tmp_path):
     data, checkpoints, _ = trained
     finished = run_program('--mode', 'test', '--data', data, '--checkpoint', checkpoints, '--results-dir', tmp_path)
@@ -161,7 +168,9 @@ def test_checkpoint_accepts_the_checkpoint_dir_of_the_training(trained, tmp_path
     assert f'testing {checkpoints / "remove" / "best-"}' in finished.stdout
 
 
-def test_ctrl_c_names_the_step_kept_and_the_command_that_resumes(tiny_data, tmp_path):
+@pytest.mark.parametrize('stop, status, word', [(signal.SIGINT, 130, 'interrupted'),    # Ctrl-C
+                                                (signal.SIGTERM, 143, 'terminated')])   # kill, a job scheduler
+def test_ctrl_c_or_sigterm_names_the_step_kept_and_the_command_that_resumes(tiny_data, tmp_path, stop, status, word):
     checkpoints, results = tmp_path / 'checkpoints', tmp_path / 'results'
     arguments = ['--mode', 'train', '--data', tiny_data, '--checkpoint-dir', str(checkpoints), '--results-dir',
                  str(results), *TINY_NETWORK, *NO_GENERATED, '--max-steps', '100000', '--save-every', '5', '--restart']
@@ -174,13 +183,13 @@ def test_ctrl_c_names_the_step_kept_and_the_command_that_resumes(tiny_data, tmp_
     try:
         assert wait_for(lambda: state.exists() and 'latest-5' in state.read_text(), 300)
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         stderr = process.communicate(timeout=120)[1]
-    assert process.returncode == 130 and 'Traceback' not in stderr, stderr
+    assert process.returncode == status and 'Traceback' not in stderr, stderr
     message = stderr.strip().splitlines()[-1]
     import tensorflow as tf
     kept = tf.train.latest_checkpoint(str(checkpoints / 'remove'))
-    assert message.startswith(f'convworking.py: interrupted; kept the checkpoint of step {kept.rsplit("-", 1)[1]} '
+    assert message.startswith(f'convworking.py: {word}; kept the checkpoint of step {kept.rsplit("-", 1)[1]} '
                               f'({kept}), the steps after it are lost.')
     assert message.endswith('Resume with: python convworking.py ' + ' '.join(arguments[:-1]))   # no --restart
 
@@ -189,7 +198,7 @@ def test_help_answers_at_once_with_examples_and_defaults():
     started = time.time()
     finished = run_program('--help')
     assert finished.returncode == 0 and time.time() - started < 4       # TensorFlow is not imported for it
-    assert 'examples:' in finished.stdout and '--max-steps 200 --checkpoint-dir runs/smoke' in finished.stdout
+    assert 'examples:' in finished.stdout and '--max-steps 200 --generated-subjects 0' in finished.stdout
     assert 'batch order (default: 0)' in ' '.join(finished.stdout.split())
 
 

@@ -146,3 +146,16 @@ def test_a_resumed_run_continues_its_training_curve(tiny_data, tmp_path):
     assert [entry['step'] for entry in history] == [3, 6, 9]
     assert history[:2] == first
     assert history[2]['minutes'] > history[1]['minutes']  # the clock went on from the stored training time
+
+
+def test_the_gallery_renders_only_the_images_it_uses_each_as_the_whole_gallery_has_it(tmp_path, capfd):
+    codes = ('NE00',) + TASKS['remove'].GALLERY_PROBES
+    part = generated.ensure_gallery(str(tmp_path / 'part'), 2, only=codes)
+    assert f'{2 * len(codes)}/{2 * len(codes)} pairs' in capfd.readouterr().out      # its progress line shows
+    whole = generated.ensure_gallery(str(tmp_path / 'whole'), 2)
+    images = {name: data for name, data in folder_contents(part).items() if name != 'dataset.json'}
+    assert sorted({name.rsplit('_', 1)[1] for name in images}) == sorted(f'{code}.png' for code in codes)
+    assert len(images) == 2 * 2 * len(codes)          # inputs and targets of 2 subjects
+    whole_files = folder_contents(whole)
+    assert len(whole_files) > len(images) + 1 and all(whole_files[name] == data for name, data in images.items())
+    assert generated.ensure_gallery(str(tmp_path / 'whole'), 2, only=codes) == whole   # a whole cache serves it

@@ -1,6 +1,7 @@
 """infer and export on a tiny checkpoint trained once for this module (see conftest.TINY_NETWORK)."""
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -8,12 +9,14 @@ import textwrap
 import cv2
 import numpy as np
 import pytest
+from matplotlib.colors import Normalize
 
 from conftest import REPO, TINY_NETWORK, run_program, synthetic_pair
 from convworking import Network, parse_args, tf
 from depth.convention import mm_to_network, network_to_mm
 from depth.dataset import DataError
 from depth.png import DepthImageError, depth_mm_to_units, write_depth_png
+from evaluation.plotting import lit_relief
 from inference import export, neutralise
 from inference.background import INSIDE_THRESHOLD_MM, with_background
 from support.paths import resolve_recorded_path
@@ -123,6 +126,30 @@ def test_infer_on_a_folder_keeps_names_bit_depths_and_scale_and_skips_bad_files(
     assert 'already exists' in again.stderr and 'never overwrites' in again.stderr
 
 
+def test_infer_draws_previews_of_the_first_images_only_and_says_its_speed(checkpoint, tmp_path):
+    folder = tmp_path / 'faces'
+    folder.mkdir()
+    for index, face in enumerate(faces_mm(3)):
+        write_depth_png(folder / f'face_{index}.png', face, 16)
+    done = infer(checkpoint, '--input', folder, '--output', tmp_path / 'neutral', '--previews', 1)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(tmp_path / 'neutral')) == ['face_0.png', 'face_1.png', 'face_2.png', 'previews']
+    assert os.listdir(tmp_path / 'neutral' / 'previews') == ['face_0.png']
+    summary = done.stdout.strip().splitlines()[-1]
+    assert re.search(r'wrote 3 neutralised image\(s\) to .* in [0-9.]+ s \([0-9.]+ img/s\), previews of the '
+                     r'first 1 in ', summary), summary
+
+
+def test_the_infer_preview_draws_heights_as_the_grids_lit_relief_at_a_readable_resolution(tmp_path):
+    input_mm, output_mm = faces_mm(2)
+    preview = neutralise.Preview()
+    preview.save(tmp_path / 'preview.png', input_mm, output_mm, 'title')
+    norm = Normalize(0, max(input_mm.max(), output_mm.max()))
+    assert np.allclose(preview.heights[0].get_array(), lit_relief(input_mm, norm))
+    assert np.allclose(preview.heights[1].get_array(), lit_relief(output_mm, norm))
+    assert preview.figure.dpi >= 100 and read_raw(tmp_path / 'preview.png').shape[1] >= 900
+
+
 def test_infer_resize_on_one_file(checkpoint, scans, tmp_path):
     done = infer(checkpoint, '--input', scans / 'too_big.png', '--output', tmp_path / 'out', '--resize')
     assert done.returncode == 0, done.stderr
@@ -171,7 +198,7 @@ def test_infer_refusals(scans, tmp_path, case):
     before = sorted(os.listdir(scans))
     with pytest.raises((DataError, DepthImageError), match=message):
         neutralise.neutralise_files(None, None, str(given[0]), str(given[1]), resize=False, batch_size=4,
-                                   threshold_mm=THRESHOLD_MM)
+                                   threshold_mm=THRESHOLD_MM, previews=8)
     assert sorted(os.listdir(scans)) == before
     assert not os.path.exists(tmp_path / 'out')
 
@@ -286,3 +313,26 @@ def test_test_rmse_is_taken_only_for_the_same_checkpoint_and_data(tmp_path):
     assert rmse('checkpoints/remove/best-200') is None
     assert rmse('checkpoints/remove/best-100', data='other_data') is None
     assert rmse('checkpoints/remove/best-100', results=tmp_path / 'none') is None
+
+
+# ------------------------------------------------------------------------------------------------ README
+
+def readme_python_snippets():
+    with open(os.path.join(REPO, 'README.md'), encoding='utf-8') as file:
+        return re.findall(r'^```python\n(.*?)^```', file.read(), re.S | re.M)
+
+
+def test_every_python_snippet_of_readme_runs_as_a_complete_script(exported, tmp_path):
+    """Each snippet alone, in a folder laid out as the repository after Quick start's export (runs/exported: this
+    module's tiny exported model), with no import of the project's code on its path."""
+    snippets = readme_python_snippets()
+    assert snippets                       # found: a changed fence must not make this pass on nothing
+    (tmp_path / 'runs').mkdir()
+    (tmp_path / 'runs' / 'exported').symlink_to(exported[0])
+    (tmp_path / 'data128_128').symlink_to(os.path.join(REPO, 'data128_128'))
+    for number, snippet in enumerate(snippets):
+        script = tmp_path / f'snippet_{number}.py'
+        script.write_text(snippet)
+        done = subprocess.run([sys.executable, script.name], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300, env={**os.environ, 'PYTHONPATH': ''})
+        assert done.returncode == 0, (snippet, done.stderr[-2000:])

@@ -114,6 +114,7 @@ def test_face_model_without_the_prototype_shapes_is_one_line(tmp_path):
     (["--pose-jitter-deg", "-2"], "--pose-jitter-deg"),
     (["--depth-noise-mm", "nan"], "--depth-noise-mm"),
     (["--no-such-option"], "--no-such-option"),
+    (["--only", "MX09", "--train-subjects", "1", "--valid-subjects", "0", "--test-subjects", "0"], "--only MX09"),
 ])
 def test_impossible_options_are_one_line(tmp_path, arguments, mention):
     result = run_generator(*arguments, "--output", tmp_path / "out")

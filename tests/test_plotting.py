@@ -1,11 +1,12 @@
 """The results grid (labels, height scale, lit relief) and the report's heat map, by the figures' contents."""
 import numpy as np
 import pytest
+from matplotlib.colors import Normalize
 
 from conftest import synthetic_pair
 from depth.convention import mm_to_network
-from evaluation.plotting import (ERROR_LABEL, ERROR_RANGE_MM, HEIGHT_LABEL, LIGHT, ROW_TITLES, lit_relief,
-                                 results_grid_figure, save_results_grid)
+from evaluation.plotting import (BACKGROUND, ERROR_LABEL, ERROR_RANGE_MM, HEIGHT_COLOURS, HEIGHT_LABEL, LIGHT,
+                                 ROW_TITLES, lit_relief, results_grid_figure, save_results_grid)
 from evaluation.report import report_figure
 
 
@@ -82,3 +83,25 @@ def test_the_heat_map_stops_at_the_99th_percentile_and_says_so():
     heat_image = figure.axes[1].get_images()[0]
     assert heat_image.get_clim() == (0, pytest.approx(np.nanpercentile(error_map, 99)))
     assert 'mean |error| (mm), clipped at its 99th percentile' in [axis.get_ylabel() for axis in figure.axes]
+
+
+def test_the_height_colours_ends_stand_apart_from_the_background():
+    """No surface is white: the lowest and the highest surface (nose tip, lips) must not look like it, lit or not."""
+    for end in (0.0, 1.0):
+        assert np.linalg.norm(np.array(HEIGHT_COLOURS(end)[:3]) - BACKGROUND) > 0.5, end
+    plateau = np.zeros((32, 32))
+    plateau[8:24, 8:24] = 130.0         # flat, so it faces the camera as the top of a nose does
+    lit = lit_relief(plateau, Normalize(0, 130.0))
+    assert np.linalg.norm(lit[16, 16] - BACKGROUND) > 0.5 and np.allclose(lit[0, 0], BACKGROUND)
+
+
+def test_a_short_runs_training_curve_shows_its_one_point_from_zero_and_says_why(tmp_path):
+    from training.curve import plot_training_curve
+    history = [{'step': 200, 'minutes': 2.5, 'score': 3.1}]
+    figure = plot_training_curve(history, str(tmp_path / 'curve.png'), 'valid RMSE (mm)', 'smoke run')
+    assert (tmp_path / 'curve.png').exists()
+    for axis in figure.axes:
+        assert axis.get_xlim()[0] == 0 and axis.get_ylim()[0] == 0
+        assert any('one validation so far' in text.get_text() for text in axis.texts)
+    longer = plot_training_curve(history * 2, str(tmp_path / 'longer.png'), 'valid RMSE (mm)', 'run')
+    assert not any(axis.texts for axis in longer.axes)

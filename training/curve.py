@@ -38,6 +38,17 @@ def first_reaching(history, score):
     return next((entry for entry in history if entry['score'] <= score), None)
 
 
+def note_single_point(axis, value, score):
+    """A short run's one validation: on auto-scaled axes it is a lone dot in the middle of nowhere; draw the axes
+    from 0 and say why there is no curve."""
+    for line in axis.lines:
+        line.set_markersize(8)
+    axis.set_xlim(0, 1.1 * value if value > 0 else 1)
+    axis.set_ylim(0, 1.2 * score if score > 0 else 1)
+    axis.text(0.5, 0.1, 'one validation so far: a longer run draws the curve\n(a point every --validate-every steps)',
+              transform=axis.transAxes, ha='center', fontsize=8)
+
+
 def plot_training_curve(history, path, score_name, title):
     """Score against training minutes (left) and steps (right), the best so far (by the selection score, where
     the history has one) marked; the held-out family's score beside the valid one, where the history has it."""
@@ -64,8 +75,11 @@ def plot_training_curve(history, path, score_name, title):
             axis.legend(fontsize=8)
         axis.set_xlabel(label)
         axis.grid(alpha=0.3)
+        if len(history) == 1:
+            note_single_point(axis, values[0], scores[0])
     by_time.set_ylabel(score_name)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=90, format='png')
+    return figure

@@ -115,9 +115,11 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
         writer.close()
         elapsed = time.time() - started
         best = session.run(network.best_valid_score)
-        print(f"{PROGRAM}: trained steps {step_start}..{step} in {elapsed / 60:.1f} min "
-              f"({(step - step_start) * images_per_step / max(elapsed, 1e-9):.1f} img/s); "
-              f"best {task.format_score(best)}, saved as {checkpoints.best_prefix()}")
+        done = (f"trained steps {step_start}..{step} in {elapsed / 60:.1f} min "
+                f"({(step - step_start) * images_per_step / max(elapsed, 1e-9):.1f} img/s)" if step > step_start
+                else f"already at its last step ({step}): nothing to train (a larger --max-steps trains on, "
+                     "--restart starts over)")
+        print(f"{PROGRAM}: {done}; best {task.format_score(best)}, saved as {checkpoints.best_prefix()}")
 
 
 def training_options(options):

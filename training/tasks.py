@@ -62,8 +62,9 @@ class RemovalTask:
         """The recognition gallery of generated identities (neutral faces and probes), or None without one."""
         if not data.gallery_subjects:
             return None
-        folder = generated.ensure_gallery(data.generated_dir, data.gallery_subjects)
-        chosen = {f'{code_level}.png' for code_level in ('NE00',) + self.GALLERY_PROBES}
+        codes = ('NE00',) + self.GALLERY_PROBES
+        folder = generated.ensure_gallery(data.generated_dir, data.gallery_subjects, only=codes)  # renders these only
+        chosen = {f'{code_level}.png' for code_level in codes}
         return Dataset.load(folder, 'train', select=lambda name: name[5:] in chosen)
 
     def load_training(self, data):
