@@ -269,8 +269,17 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path):
 
 
 @pytest.mark.parametrize('option', [['--batch-size', '0'], ['--lr', '-1'], ['--modules', '4'],
-                                    ['--loss', 'bce'], ['--max-steps', 'many']])
+                                    ['--loss', 'bce'], ['--max-steps', 'many'], ['--family-subjects', '-1'],
+                                    ['--plain-subjects', 'x'], ['--model-fit-every', '-20'],
+                                    ['--generated-variations', 'warp'], ['--generated-variations', 'hair']])
 def test_options_out_of_range(option, tmp_path):
     finished = run_program('--mode', 'train', '--checkpoint-dir', tmp_path, *option)
-    assert finished.returncode == 2
-    assert option[0] in finished.stderr.strip().splitlines()[-1] and 'Traceback' not in finished.stderr
+    assert_one_line_error(finished, option[0])
+    assert os.listdir(tmp_path) == []                     # refused before anything was written
+
+
+@pytest.mark.parametrize('option', [['--generated-variations', 'reshape'], ['--family-subjects', '2'],
+                                    ['--plain-subjects', '3']])
+def test_the_depth_data_options_do_not_fit_the_segmentation_task(option, tmp_path):
+    finished = run_program('--mode', 'train', '--task', 'segment', '--checkpoint-dir', tmp_path, *option)
+    assert_one_line_error(finished, option[0], '--task segment')
