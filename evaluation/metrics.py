@@ -27,7 +27,8 @@ MS_SSIM_FILTER_SIZE = 7
 METRIC_NAMES = ('rmse_mm', 'mae_mm', 'within_1mm', 'within_2mm', 'ms_ssim')
 # The scores that see the whole image: the error inside the face and on its outline band, and the surface
 # painted where there is none or missing where there is one (each a share of the image's pixels).
-WHOLE_IMAGE_METRIC_NAMES = ('inside_rmse_mm', 'outline_rmse_mm', 'false_surface_share', 'missing_surface_share')
+WHOLE_IMAGE_METRIC_NAMES = ('inside_rmse_mm', 'outline_rmse_mm', 'false_surface_share', 'missing_surface_share',
+                            'written_rmse_mm')
 # Face pixels at least this far from the target's background are inside the face; the rest is its outline band,
 # where a sub-pixel shift of a steep silhouette costs many millimetres (7.5 mm at the 1.5 mm pixel pitch).
 INSIDE_DISTANCE_PX = 5
@@ -151,7 +152,8 @@ def per_image_metrics(output_mm, target_mm, surface_mm=None):
     the whole image (WHOLE_IMAGE_METRIC_NAMES): the RMSE inside the face (inside_face_mask) and on the rest of
     the face, its outline band (NaN for an image without such pixels); the share of the image's pixels with
     surface where the target has none (false_surface_share) and without surface where the target has one
-    (missing_surface_share).
+    (missing_surface_share), and the RMSE over the face of the written output itself (written_rmse_mm: what
+    infer's files score, where rmse_mm scores the network's own output).
     """
     output_mm, target_mm = as_image_batch(output_mm), as_image_batch(target_mm)
     if output_mm.shape != target_mm.shape:
@@ -175,6 +177,7 @@ def per_image_metrics(output_mm, target_mm, surface_mm=None):
             'outline_rmse_mm': np.sqrt(_mean_over_face(error ** 2, face & ~inside)),
             'false_surface_share': np.mean(surface & ~face, axis=(1, 2)),
             'missing_surface_share': np.mean(face & ~surface, axis=(1, 2)),
+            'written_rmse_mm': per_image_face_rmse(surface_mm, target_mm),
         })
         for name in ('false_surface_share', 'missing_surface_share'):
             metrics[name][no_face] = np.nan

@@ -13,7 +13,8 @@ from support.safe_files import atomic_write
 _OVERALL_COLUMNS = (('rmse_mm', 'RMSE (mm)'), ('mae_mm', 'MAE (mm)'), ('within_1mm', '<= 1 mm'),
                     ('within_2mm', '<= 2 mm'), ('ms_ssim', 'MS-SSIM'))
 _WHOLE_IMAGE_COLUMNS = (('inside_rmse_mm', 'inside RMSE (mm)'), ('outline_rmse_mm', 'outline RMSE (mm)'),
-                        ('false_surface_share', 'false surface'), ('missing_surface_share', 'missing surface'))
+                        ('false_surface_share', 'false surface'), ('missing_surface_share', 'missing surface'),
+                        ('written_rmse_mm', 'RMSE as written (mm)'))
 HEAT_MAP_PERCENTILE = 99
 _SHARE_METRICS = {'within_1mm', 'within_2mm', 'rank1', 'eer'}
 _SURFACE_METRICS = {'false_surface_share', 'missing_surface_share'}  # shares of the image: small, 2 decimals
@@ -135,7 +136,8 @@ def report_markdown(metrics):
     lines += ["", "## The whole image", "",
               f"Inside: face pixels {INSIDE_DISTANCE_PX} px or more from the target's background; outline: the rest "
               "of the face. False surface: pixels where the output (its background decided as infer writes it) has "
-              "a surface and the target none, as a share of the image; missing surface: the reverse.", ""]
+              "a surface and the target none, as a share of the image; missing surface: the reverse. RMSE as "
+              "written: the RMSE over the face of the output as infer writes it.", ""]
     lines += _markdown_table(*_overall_rows(metrics, _WHOLE_IMAGE_COLUMNS))
     lines += ["", "## RMSE per expression", ""] + _markdown_table(*_group_rows(metrics, 'per_expression'))
     lines += ["", "## Inside the face, per expression", ""]

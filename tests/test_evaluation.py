@@ -317,6 +317,8 @@ def test_whole_image_scores_on_arrays_whose_answer_is_known():
     assert metrics['outline_rmse_mm'][0] == pytest.approx(np.sqrt(np.mean(error[outline] ** 2)))
     assert metrics['false_surface_share'][0] == pytest.approx(10 / 128 ** 2)
     assert metrics['missing_surface_share'][0] == pytest.approx(20 / 128 ** 2)
+    written_error = (surface - target)[0][target[0] > 0]                # the 20 left-out pixels count in full
+    assert metrics['written_rmse_mm'][0] == pytest.approx(np.sqrt(np.mean(written_error ** 2)))
     assert set(WHOLE_IMAGE_METRIC_NAMES) <= set(metrics)
 
 
