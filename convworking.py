@@ -27,7 +27,7 @@ from scanning import prepare
 from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, finite_float,
                                   positive_float, positive_int, report_error, say, whole_number)
 from support.machine import cpu_supports_bfloat16
-from support.paths import REPOSITORY, same_folder
+from support.paths import REPOSITORY, enclosing, same_folder
 from support.quiet_tensorflow import error_summary, import_tensorflow_quietly, tf
 from support.safe_files import FolderError
 from training import lfw_parts, loop
@@ -500,6 +500,7 @@ def resolve_options(args, error):
     if bfloat16 is None:   # see --help: training uses it where the CPU computes it fast
         bfloat16 = args.mode == 'train' and cpu_supports_bfloat16()
     checkpoint_dir, results_dir = default_folders(args, name, error)
+    check_output_place(args, checkpoint_dir, results_dir, args.data or DEFAULT_DATA[name], error)
     return Options(**dict(
         vars(args), **length, task=name, task_given=args.task is not None,
         # segment: so that options.json says what the network does
@@ -523,6 +524,20 @@ def default_folders(args, task, error):
               "train into another --checkpoint-dir and promote the run as README says")
     results_dir = args.results_dir or os.path.join(checkpoint_dir if training else REPOSITORY, DEFAULT_RESULTS[task])
     return checkpoint_dir, results_dir
+
+
+def check_output_place(args, checkpoint_dir, results_dir, data, error):
+    """Refuse outputs inside a checkpoint folder or a data folder: files written there would be taken for
+    checkpoints or for data (e.g. test images) by the next run, or replace them."""
+    written = {'infer': args.output, 'export': args.output, 'test': results_dir}.get(args.mode)
+    checkpoint = args.checkpoint and (args.checkpoint if os.path.isdir(args.checkpoint) else
+                                      os.path.dirname(os.path.abspath(args.checkpoint)))
+    inside = written and enclosing(written, [data] + ([] if args.mode == 'test' else
+                                                      [checkpoint, checkpoint_dir, SHIPPED_DIR]))
+    if inside:
+        kind = 'data' if inside == data else 'checkpoint'
+        error(f"{'--results-dir' if args.mode == 'test' else '--output'} {written} is inside the {kind} folder "
+              f"{inside}; give a folder outside it")
 
 
 def main(argv=None, observer=TrainingObserver()):

@@ -27,3 +27,8 @@ def is_inside(path, folder):
     """Whether `path` is `folder` or lies under it (links resolved; neither need exist)."""
     path, folder = os.path.realpath(path), os.path.realpath(folder)
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def enclosing(path, folders):
+    """The first of `folders` that `path` is or lies under (see is_inside), or None."""
+    return next((folder for folder in folders if folder and is_inside(path, folder)), None)
