@@ -260,7 +260,8 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path):
 
 
 @pytest.mark.parametrize('option', [['--batch-size', '0'], ['--lr', '-1'], ['--modules', '4'],
-                                    ['--loss', 'bce'], ['--max-steps', 'many']])
+                                    ['--loss', 'bce'], ['--max-steps', 'many'], ['--kernel-size', '2147483647'],
+                                    ['--channels', '2147483647'], ['--kernel-size', '16'], ['--channels', '0']])
 def test_options_out_of_range(option, tmp_path):
     finished = run_program('--mode', 'train', '--checkpoint-dir', tmp_path, *option)
     assert finished.returncode == 2

@@ -90,6 +90,7 @@ def check_checkpoint_fits(prefix, variables, architecture):
     """Refuse, in one line, a checkpoint whose variables differ from the graph's (names and shapes, both
     ways) or whose recorded architecture differs from `architecture`; returns {name: shape} of the checkpoint."""
     stored = dict(tf.train.list_variables(prefix))
+    _check_recorded_architecture(prefix, architecture, stored)  # first: it names the field, variables cannot
     graph = {variable.op.name: variable.shape.as_list() for variable in variables}
     for name, shape in graph.items():
         if name == ARCHITECTURE_VARIABLE:
@@ -104,7 +105,6 @@ def check_checkpoint_fits(prefix, variables, architecture):
         # e.g. residual_gate: options.json says --no-residual, the weights were trained with it
         raise CheckpointError(f"{prefix}: made with a different architecture (its variable {extra[0]} is not "
                               "in this network)")
-    _check_recorded_architecture(prefix, architecture, stored)
     return stored
 
 
