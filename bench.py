@@ -58,7 +58,9 @@ from benchmark.harness import (busy_cpu_seconds, cpu_description, measure, own_c
 from benchmark.peers import IMAGE_SHAPE, worker_keras, worker_torch
 from benchmark.report import PRECISIONS, assemble, print_report, read_targets
 from benchmark.workers import worker_graph, worker_program
-from support.command_line import DefaultsHelpFormatter, OneLineErrorParser, non_negative_float, positive_int
+from support.command_line import (DefaultsHelpFormatter, OneLineErrorParser, UsageError, check_existing,
+                                  check_output_file, non_negative_float, positive_int, report_error, whole_number)
+from training.architecture import MAX_CHANNELS, MAX_KERNEL_SIZE
 from support.paths import REPOSITORY
 from support.safe_files import write_strict_json
 
@@ -236,8 +238,9 @@ def parse_args(argv=None):
     parser.add_argument('--latency-calls', type=positive_int, help='single-image calls timed for the latency')
     parser.add_argument('--infer-batch', type=positive_int, help='batch size of the inference throughput')
     parser.add_argument('--batch-size', type=positive_int, help="training batch (default: convworking's)")
-    parser.add_argument('--channels', type=positive_int, help="architecture override (default: convworking's)")
-    parser.add_argument('--kernel-size', type=positive_int, help='architecture override')
+    parser.add_argument('--channels', type=whole_number(1, MAX_CHANNELS),
+                        help="architecture override (default: convworking's)")
+    parser.add_argument('--kernel-size', type=whole_number(1, MAX_KERNEL_SIZE), help='architecture override')
     parser.add_argument('--modules', type=positive_int, help='architecture override')
     parser.add_argument('--matmul-size', type=positive_int, help='n of the n x n matrix product')
     parser.add_argument('--settle', type=non_negative_float, default=0.3,
@@ -262,12 +265,32 @@ def default_batch_size():
     return convworking.parse_args(['--mode', 'train']).batch_size
 
 
+def checked_before_the_work(args):
+    """The targets, once --targets, --out and --data have been checked: minutes of measuring are not lost to
+    a bad file or an unwritable place found at the end."""
+    try:
+        targets = read_targets(args.targets)
+    except OSError as error:
+        raise UsageError(f"--targets {args.targets}: {error.strerror}") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"--targets {args.targets}: not a targets file ({type(error).__name__}: {error})") from None
+    if args.out:
+        check_output_file(args.out, '--out')
+    if args.data:
+        check_existing(args.data, '--data', 'folder')
+    return targets
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ['--worker']:
         return worker_main(*argv[1:4], WORKERS)
     args = parse_args(argv)
-    targets = read_targets(args.targets)   # before the minutes of measuring: a bad file fails at once
+    try:
+        targets = checked_before_the_work(args)
+    except UsageError as error:
+        report_error(BENCH, error)
+        return 2
     sys.path.insert(0, REPOSITORY)
     report = run_benchmark(args)
     print_report(report, targets, BENCH)

@@ -28,10 +28,11 @@ from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorPa
                                   finite_float, positive_float, positive_int, report_error, say, stop_on_sigterm,
                                   whole_number)
 from support.machine import cpu_supports_bfloat16
-from support.paths import REPOSITORY
+from support.paths import REPOSITORY, enclosing, same_folder
 from support.quiet_tensorflow import error_summary, import_tensorflow_quietly, tf
 from support.safe_files import FolderError
 from training import lfw_parts, loop
+from training.architecture import MAX_CHANNELS, MAX_KERNEL_SIZE
 from training.checkpoints import CheckpointError, checkpoint_prefix, read_options, restore_checkpoint
 from training.loop import TrainingObserver
 from training.tasks import TASKS, DataSource, masked_mean
@@ -221,7 +222,7 @@ def restore_for_inference(options, for_export=False):
     network = Network(architecture, bfloat16=options.bfloat16, for_export=for_export)
     variables = network.model_variables
     session = tf.compat.v1.Session()
-    restore_checkpoint(tf.compat.v1.train.Saver(variables), session, prefix, variables)
+    restore_checkpoint(tf.compat.v1.train.Saver(variables), session, prefix, variables, architecture)
     return session, network, prefix
 
 
@@ -298,7 +299,9 @@ DEFAULT_FAMILY_SUBJECTS = 20
 DEFAULT_GALLERY_SUBJECTS = 300
 DEFAULT_PREVIEWS = 8
 DEFAULT_MODEL_FIT_EVERY = 20  # the model fit takes seconds per image: test mode runs it on a sample
-DEFAULT_RESULTS = {'remove': os.path.join(REPOSITORY, 'results'), 'segment': os.path.join(REPOSITORY, 'results', 'segment')}
+DEFAULT_RESULTS = {'remove': 'results', 'segment': os.path.join('results', 'segment')}
+SHIPPED_DIR = os.path.join(REPOSITORY, 'checkpoints')   # the shipped models: training never writes there
+DEFAULT_TRAINING_DIR = os.path.join(REPOSITORY, 'runs', 'train')
 
 
 def parse_args(argv=None):
@@ -361,12 +364,14 @@ def parse_args(argv=None):
     parser.add_argument('--lr', type=positive_float, default=1e-3,
                         help='initial learning rate of Adam, decaying linearly to 1/100 of it at the last step')
     parser.add_argument('--seed', type=whole_number(0), default=0, help='seed of weight initialisation and batch order')
-    parser.add_argument('--checkpoint-dir', default=os.path.join(REPOSITORY, 'checkpoints'),
-                        help='folder of checkpoints; each task keeps its own subfolder (e.g. checkpoints/remove)')
+    parser.add_argument('--checkpoint-dir', default=None,
+                        help='folder of checkpoints; each task keeps its own subfolder (e.g. checkpoints/remove) '
+                             f'(default: {DEFAULT_TRAINING_DIR} for train, which never writes into the shipped '
+                             f'models\' {SHIPPED_DIR}; {SHIPPED_DIR} for the other modes)')
     parser.add_argument('--results-dir', default=None,
                         help='folder for result grids, test metrics and TensorBoard logs (logs/) '
                              f'(default {DEFAULT_RESULTS["remove"]} for remove, {DEFAULT_RESULTS["segment"]} '
-                             'for segment)')
+                             'for segment, under the repository; train: the same under --checkpoint-dir)')
     parser.add_argument('--checkpoint', default=None,
                         help="checkpoint prefix or folder to test (default: the task's best checkpoint)")
     parser.add_argument('--input', help='infer: a depth PNG or a folder of them; prepare: an .obj or .ply scan '
@@ -409,8 +414,8 @@ def parse_args(argv=None):
     architecture = parser.add_argument_group(
         'architecture', 'default: the checkpoint\'s own when testing or resuming, else '
         + ', '.join(f'{key}={value}' for key, value in ARCHITECTURE_DEFAULTS.items()))
-    architecture.add_argument('--kernel-size', type=positive_int, help='convolution kernel size')
-    architecture.add_argument('--channels', type=positive_int, help='channels of every convolution')
+    architecture.add_argument('--kernel-size', type=whole_number(1, MAX_KERNEL_SIZE), help='convolution kernel size')
+    architecture.add_argument('--channels', type=whole_number(1, MAX_CHANNELS), help='channels of every convolution')
     architecture.add_argument('--modules', type=positive_int,
                               help='encoder modules (conv stride 2, conv stride 1, max pool); at most 3 for 128 px')
     architecture.add_argument('--skip-links', choices=['none', 'pools', 'all'],
@@ -524,6 +529,8 @@ def resolve_options(args, error):
     bfloat16 = args.bfloat16
     if bfloat16 is None:   # see --help: training uses it where the CPU computes it fast
         bfloat16 = args.mode == 'train' and cpu_supports_bfloat16()
+    checkpoint_dir, results_dir = default_folders(args, name, error)
+    check_output_place(args, checkpoint_dir, results_dir, args.data or DEFAULT_DATA[name], error)
     return Options(**dict(
         vars(args), **length, task=name, task_given=args.task is not None,
         # segment: so that options.json says what the network does
@@ -533,8 +540,34 @@ def resolve_options(args, error):
         generated_variations=tuple(kind for kind in VARIATIONS if remove and kind in variations),
         plain_subjects=min(plain_subjects, generated_subjects) if remove and variations else 0,
         family_subjects=family_subjects,
-        results_dir=args.results_dir or DEFAULT_RESULTS[name], loss=args.loss or task.default_loss,
+        checkpoint_dir=checkpoint_dir, results_dir=results_dir, loss=args.loss or task.default_loss,
         loss_region=args.loss_region or task.loss_regions[0], bfloat16=bfloat16))
+
+
+def default_folders(args, task, error):
+    """(checkpoint_dir, results_dir): training writes into its own folders unless told otherwise, so that no
+    training command replaces the shipped model or the committed results by accident (README: promoting a run)."""
+    training = args.mode == 'train'
+    checkpoint_dir = args.checkpoint_dir or (DEFAULT_TRAINING_DIR if training else SHIPPED_DIR)
+    if training and same_folder(os.path.join(checkpoint_dir, task), os.path.join(SHIPPED_DIR, task)):
+        error(f"{os.path.join(checkpoint_dir, task)} holds the shipped model, which training never replaces: "
+              "train into another --checkpoint-dir and promote the run as README says")
+    results_dir = args.results_dir or os.path.join(checkpoint_dir if training else REPOSITORY, DEFAULT_RESULTS[task])
+    return checkpoint_dir, results_dir
+
+
+def check_output_place(args, checkpoint_dir, results_dir, data, error):
+    """Refuse outputs inside a checkpoint folder or a data folder: files written there would be taken for
+    checkpoints or for data (e.g. test images) by the next run, or replace them."""
+    written = {'infer': args.output, 'export': args.output, 'test': results_dir}.get(args.mode)
+    checkpoint = args.checkpoint and (args.checkpoint if os.path.isdir(args.checkpoint) else
+                                      os.path.dirname(os.path.abspath(args.checkpoint)))
+    inside = written and enclosing(written, [data] + ([] if args.mode == 'test' else
+                                                      [checkpoint, checkpoint_dir, SHIPPED_DIR]))
+    if inside:
+        kind = 'data' if inside == data else 'checkpoint'
+        error(f"{'--results-dir' if args.mode == 'test' else '--output'} {written} is inside the {kind} folder "
+              f"{inside}; give a folder outside it")
 
 
 def main(argv=None, observer=TrainingObserver()):

@@ -2,7 +2,8 @@
 scan -> prepare -> infer (scanning.measurement).
 
     python scan_benchmark.py      # the full pose grid, then prepare -> infer with the shipped model
-                                  # (checkpoints/remove); writes results/scan_benchmark.json
+                                  # (checkpoints/remove); writes runs/scan_benchmark.json
+    python scan_benchmark.py --output results/scan_benchmark.json --overwrite   # the committed numbers
     python scan_benchmark.py --checkpoint PATH --output FILE.json
     python scan_benchmark.py --preview results/prepare_preview.png   # also the README's picture of a preview
     python scan_benchmark.py --sample samples/scan_surprise.ply      # only the committed sample scan, again
@@ -16,9 +17,26 @@ import numpy as np
 from faces.model import DEFAULT_FACE_MODEL, load_face_model
 from scanning.measurement import HEIGHT_ERROR_BOUND_MM, averages, measure_prepare, neutralisation_rmse, write_preview
 from scanning.synthetic import SAMPLE_FILE, write_sample_scan
-from support.command_line import OneLineErrorParser, whole_number
+from support.command_line import OneLineErrorParser, UsageError, check_existing, check_output_file, whole_number
 from support.paths import REPOSITORY
 from support.safe_files import write_strict_json
+
+
+DEFAULT_OUTPUT = os.path.join(REPOSITORY, 'runs', 'scan_benchmark.json')
+
+
+def checked_before_the_work(args):
+    """--checkpoint, --output and --preview checked before minutes of measuring: the tracked
+    results/scan_benchmark.json is replaced only when asked (--output and --overwrite)."""
+    if args.output is None:
+        os.makedirs(os.path.dirname(DEFAULT_OUTPUT), exist_ok=True)
+        args.output = DEFAULT_OUTPUT
+    else:
+        check_output_file(args.output, '--output', overwrite=args.overwrite)
+    if args.checkpoint:
+        check_existing(args.checkpoint, '--checkpoint', 'checkpoint')
+    if args.preview:
+        check_output_file(args.preview, '--preview')
 
 
 def main(argv=None):
@@ -26,12 +44,17 @@ def main(argv=None):
                                                  'pose ranges, and the whole path scan -> prepare -> infer.')
     parser.add_argument('--checkpoint', help='the model infer uses (default: the shipped one, checkpoints/remove)')
     parser.add_argument('--seed', type=whole_number(0), default=2026, help='seed of identities, expressions, shifts and defects')
-    parser.add_argument('--output', default=os.path.join(REPOSITORY, 'results', 'scan_benchmark.json'),
-                        help='write every number here as JSON')
+    parser.add_argument('--output', default=None,
+                        help=f'write every number here as JSON (default: {DEFAULT_OUTPUT}, which is not tracked)')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --output')
     parser.add_argument('--preview', metavar='FILE.png', help="also write the README's picture of a preview here")
     parser.add_argument('--sample', metavar='FILE.ply',
                         help=f'only write the sample scan README tries ({SAMPLE_FILE}) here, and stop')
     args = parser.parse_args(argv)
+    try:
+        checked_before_the_work(args)
+    except UsageError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     model = load_face_model(DEFAULT_FACE_MODEL)
     if args.sample:
         write_sample_scan(model, args.sample)

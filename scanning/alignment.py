@@ -31,6 +31,12 @@ MM_PER_SCAN_UNIT = {'mm': 1.0, 'cm': 10.0, 'm': 1000.0}
 FLANN_SINGLE_KD_TREE = 4  # FLANN's algorithm number (cv::flann::FLANN_INDEX_KDTREE_SINGLE)
 TYPICAL_SCAN_SIZE_MM = 250.0  # a face, perhaps with some hair and neck: the size the units are judged by
 MIN_POINTS = 1000  # fewer cannot sample a face finely enough for the 1.5 mm pixels
+# The extents a scan may have, in mm, once its units are known. Grids over the scan (prominent_points' 2 mm
+# cells) grow with its extent: a face in um read as mm, or one stray vertex 100 m away, would ask for tens of
+# gigabytes. A face is about 150 mm wide and 200 mm tall, so less than MIN_FACE_SPAN_MM across x or y is no
+# face (or wrong units); points beyond MAX_SCAN_SPAN_MM of the scan's median are strays, not a head.
+MIN_FACE_SPAN_MM = 50.0
+MAX_SCAN_SPAN_MM = 1500.0
 # Model vertices the registration matches, of the 6,776 the convention's camera sees. The frame's precision grows
 # with them: on 27 synthetic scans (scan_benchmark.py, seed 2026) 2,500 left the frame 0.19 degrees off on average
 # (27 scans: 26 within the 0.5 mm bound, prepare -> infer 1.27 mm), 6,000 0.15 degrees (27 within, 1.19 mm),
@@ -427,7 +433,7 @@ def prepare_scan(scan, template: FaceTemplate, units=None):
     if len(scan.vertices) < MIN_POINTS:
         raise ScanError(f"has {len(scan.vertices)} points, too few for a face (at least {MIN_POINTS})")
     units = units or detect_units(scan.vertices)
-    points = scan.vertices * MM_PER_SCAN_UNIT[units]
+    points, triangles = within_face_extent(scan, units)
     registration = register(points, template)
     if registration.residual_mm > FACE_RESIDUAL_MM:
         raise ScanError(f"does not look like a face in {units} (the face model fits it only within "
@@ -440,11 +446,36 @@ def prepare_scan(scan, template: FaceTemplate, units=None):
     if scan.is_point_cloud:
         depth = splat_depth_mm(framed[kept])
     else:
-        triangles = scan.triangles[kept[scan.triangles].all(axis=1)]
+        triangles = triangles[kept[triangles].all(axis=1)]
         depth = render_depth_mm(framed, np.zeros(3), triangles)
     fitted = render_depth_mm(fitted_face, nose_tip, template.triangles)
     depth = completed_by_fitted_face(depth, fitted)
     return PreparedScan(depth, units, points, framed, kept, registration)
+
+
+def within_face_extent(scan, units):
+    """(points in mm, triangles) without the stray points far from the scan's median; ScanError unless the
+    scan spans a face (identical, collinear or flat-on-edge points, a face in km or um, the wrong --units).
+    The spans are the 1st-99th percentile ones, so that a stray point does not count."""
+    with np.errstate(over='ignore', invalid='ignore'):
+        points = scan.vertices * MM_PER_SCAN_UNIT[units]
+        spans = np.subtract(*np.percentile(points, [99, 1], axis=0))
+        kept = (np.abs(points - np.median(points, axis=0)) <= MAX_SCAN_SPAN_MM).all(axis=1)
+    if not ((spans[:2] >= MIN_FACE_SPAN_MM).all() and spans.max() <= MAX_SCAN_SPAN_MM
+            and _second_spread(points[kept]) >= MIN_FACE_SPAN_MM / 10):
+        raise ScanError(f"spans {' x '.join(f'{span:.3g}' for span in spans)} mm in {units}: not a face, which "
+                        f"is about 150 x 200 mm (--units sets the units)")
+    renumbered = np.cumsum(kept) - 1
+    return points[kept], renumbered[scan.triangles[kept[scan.triangles].all(axis=1)]]
+
+
+def _second_spread(points, sample=10000):
+    """The standard deviation across the points' main direction: near 0 for points on a line (however it
+    is turned), tens of mm for a face. Infinite for values that cannot be spread (then the spans refuse)."""
+    if not np.isfinite(points).all() or len(points) < 3:
+        return np.inf if len(points) >= 3 else 0.0
+    chosen = points[np.random.default_rng(0).permutation(len(points))[:sample]]
+    return np.linalg.svd(chosen - chosen.mean(axis=0), compute_uv=False)[1] / np.sqrt(len(chosen))
 
 
 def depth_image_points(depth_mm):

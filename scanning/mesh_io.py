@@ -13,7 +13,7 @@ SCAN_SUFFIXES = ('.obj', '.ply')
 
 _PLY_TYPES = {'char': 'i1', 'int8': 'i1', 'uchar': 'u1', 'uint8': 'u1', 'short': 'i2', 'int16': 'i2',
               'ushort': 'u2', 'uint16': 'u2', 'int': 'i4', 'int32': 'i4', 'uint': 'u4', 'uint32': 'u4',
-              'float': 'f4', 'float32': 'f4', 'double': 'f8', 'float64': 'f8'}
+              'float': 'f4', 'float32': 'f4', 'double': 'f8', 'float64': 'f8', 'int64': 'i8', 'uint64': 'u8'}
 _PLY_BYTE_ORDER = {'binary_little_endian': '<', 'binary_big_endian': '>'}
 
 
@@ -43,6 +43,8 @@ def read_scan(path):
         raise MeshError(f"{path}: cannot be read ({error.strerror})") from None
     except (ValueError, IndexError, UnicodeDecodeError) as error:
         raise MeshError(f"{path}: malformed {suffix[1:].upper()} ({error})") from None
+    except StopIteration:
+        raise MeshError(f"{path}: malformed PLY (it ends before the rows its header declares)") from None
     if len(scan.vertices) == 0:
         raise MeshError(f"{path}: holds no vertices")
     if not np.isfinite(scan.vertices).all():
@@ -66,6 +68,8 @@ def _read_obj(file):
         elif line.startswith('f '):
             # A corner is "v", "v/vt", "v//vn" or "v/vt/vn"; v is 1-based, or negative = counted from the end.
             corners = [int(corner.split('/')[0]) for corner in line.split()[1:]]
+            if 0 in corners:
+                raise ValueError("a face uses vertex 0 (OBJ counts vertices from 1)")
             polygons.append([corner - 1 if corner > 0 else len(vertices) + corner for corner in corners])
     if any(len(vertex) != 3 for vertex in vertices):
         raise ValueError("a vertex line without three coordinates")
@@ -89,32 +93,78 @@ def _read_ply_header(file):
         if words[0] == 'format':
             form = words[1]
         elif words[0] == 'element':
+            if int(words[2]) < 0:
+                raise ValueError(f"element {words[1]} has {words[2]} rows")
             elements.append((words[1], int(words[2]), []))
         elif words[0] == 'property':
-            kind = ('list', _PLY_TYPES[words[2]], _PLY_TYPES[words[3]]) if words[1] == 'list' else _PLY_TYPES[words[1]]
-            elements[-1][2].append((words[-1], kind))
+            if not elements:
+                raise ValueError("a property before any element")
+            elements[-1][2].append((words[-1], _property_kind(words)))
     if form not in ('ascii', *_PLY_BYTE_ORDER):
         raise ValueError(f"format {form} is none of ascii, binary_little_endian, binary_big_endian")
     return form, elements
 
 
+def _property_kind(words):
+    """A property's type, or ('list', count type, item type); ValueError for a type PLY does not have."""
+    names = words[2:4] if words[1] == 'list' else words[1:2]
+    unknown = [name for name in names if name not in _PLY_TYPES]
+    if unknown:
+        raise ValueError(f"property type {unknown[0]} is not a PLY type")
+    return ('list', *(_PLY_TYPES[name] for name in names)) if words[1] == 'list' else _PLY_TYPES[names[0]]
+
+
+def _least_row_size(properties, ascii_body):
+    """The fewest bytes (ASCII: words) a row of these properties takes: a list at least its count."""
+    if ascii_body:
+        return len(properties)
+    return sum(np.dtype(kind[1] if isinstance(kind, tuple) else kind).itemsize for _, kind in properties)
+
+
+def _check_declared_counts(elements, available, ascii_body):
+    """Refuse a header declaring more rows than the body can hold, before anything is allocated for them
+    (a header declaring 10^10 vertices would otherwise ask for 120 GB)."""
+    needed = sum(count * _least_row_size(properties, ascii_body) for _, count, properties in elements)
+    if needed > available:
+        unit = 'values' if ascii_body else 'bytes'
+        raise ValueError(f"the header declares rows of at least {needed} {unit}, the file holds {available}")
+
+
 def _read_ply(file):
     form, elements = _read_ply_header(file)
     read_element = _read_ascii_element if form == 'ascii' else _read_binary_element
-    words = iter(file.read().split()) if form == 'ascii' else None
+    if form == 'ascii':
+        words = file.read().split()
+        _check_declared_counts(elements, len(words), ascii_body=True)
+        words = iter(words)
+    else:
+        _check_declared_counts(elements, os.fstat(file.fileno()).st_size - file.tell(), ascii_body=False)
     vertices, triangles = None, np.zeros((0, 3), np.int64)
     for name, count, properties in elements:
         values = read_element(words if form == 'ascii' else file, count, properties, _PLY_BYTE_ORDER.get(form))
         if name == 'vertex':
-            vertices = np.stack([values['x'], values['y'], values['z']], axis=1).astype(np.float64)
+            vertices = _vertex_columns(values)
         elif name == 'face':
-            lists = values.get('vertex_indices', values.get('vertex_index'))
-            if lists is None:
-                raise ValueError("the face element has no vertex_indices")
-            triangles = _fans(lists)
+            triangles = _fans(_face_lists(values, properties))
     if vertices is None:
         raise ValueError("no vertex element")
     return Scan(vertices, triangles)
+
+
+def _vertex_columns(values):
+    missing = [axis for axis in 'xyz' if axis not in values]
+    if missing:
+        raise ValueError(f"the vertex element has no {missing[0]}")
+    return np.stack([values['x'], values['y'], values['z']], axis=1).astype(np.float64)
+
+
+def _face_lists(values, properties):
+    name = next((name for name in ('vertex_indices', 'vertex_index') if name in values), None)
+    if name is None:
+        raise ValueError("the face element has no vertex_indices")
+    if not isinstance(dict(properties)[name], tuple):
+        raise ValueError(f"the face property {name} is not a list")
+    return values[name]
 
 
 def _read_ascii_element(words, count, properties, _):
@@ -145,22 +195,32 @@ def _read_binary_element(file, count, properties, byte_order):
 
 
 def _read_binary_lists(file, count, count_type, item_type):
-    """`count` lists of indices; triangles-only files are read as one array."""
+    """`count` lists of indices; triangles-only files are read as one array. Nothing is read (read(n)
+    allocates n bytes first) beyond what the file holds: a list length of 2^31 asks for no memory."""
     if count == 0:
         return []
-    start = file.tell()
-    first_length = int(np.frombuffer(file.read(np.dtype(count_type).itemsize), count_type)[0])
+    start, end = file.tell(), os.fstat(file.fileno()).st_size
+    first_length = _list_length(file, count_type, item_type, end)
     file.seek(start)
     row = np.dtype([('n', count_type), ('items', item_type, (first_length,))])
-    rows = np.frombuffer(file.read(row.itemsize * count), row, count)
-    if (rows['n'] == first_length).all():
-        return rows['items'].astype(np.int64)
-    file.seek(start)  # mixed polygon sizes: one list at a time
+    if row.itemsize * count <= end - start:
+        rows = np.frombuffer(file.read(row.itemsize * count), row, count)
+        if (rows['n'] == first_length).all():
+            return rows['items'].astype(np.int64)
+        file.seek(start)  # mixed polygon sizes: one list at a time
     lists = []
     for _ in range(count):
-        length = int(np.frombuffer(file.read(np.dtype(count_type).itemsize), count_type)[0])
+        length = _list_length(file, count_type, item_type, end)
         lists.append(np.frombuffer(file.read(np.dtype(item_type).itemsize * length), item_type).astype(np.int64))
     return lists
+
+
+def _list_length(file, count_type, item_type, end):
+    """The next list's length, read from the file; ValueError when its items would run past `end`."""
+    length = int(np.frombuffer(file.read(np.dtype(count_type).itemsize), count_type)[0])
+    if not 0 <= length * np.dtype(item_type).itemsize <= end - file.tell():
+        raise ValueError(f"a face list of {length} items runs past the end of the file")
+    return length
 
 
 def write_obj(path, vertices, triangles=()):

@@ -100,3 +100,27 @@ non_negative_float = finite_number(0)
 def say(text):
     """A line of what the program is doing, shown at once (also when stdout is a file)."""
     print(f"{PROGRAM}: {text}", flush=True)
+
+
+# ------------------------------------------------------------------------------ places checked before the work
+
+def check_output_file(path, option, overwrite=True):
+    """Refuse (UsageError) a file the program could not write at the end of its work: checked before it,
+    so that minutes of measuring are not lost to a typo. An existing file is refused unless `overwrite`."""
+    import os
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path} is a folder, not a file")
+    if os.path.exists(path) and not overwrite:
+        raise UsageError(f"{option} {path} exists; give --overwrite to replace it")
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option} {path}: its folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{option} {path}: its folder {folder} is not writable")
+
+
+def check_existing(path, option, what):
+    """Refuse (UsageError) an input that does not exist; `what` names it ('folder', 'checkpoint')."""
+    import os
+    if not (os.path.exists(path) or (what == 'checkpoint' and os.path.exists(f'{path}.index'))):
+        raise UsageError(f"{option} {path}: no such {what}")

@@ -16,3 +16,19 @@ def recorded_path(path):
 def resolve_recorded_path(path):
     """The absolute path a recorded one names (older files recorded absolute paths; they pass unchanged)."""
     return os.path.normpath(os.path.join(REPOSITORY, path))
+
+
+def same_folder(first, second):
+    """Whether two paths name the same place (links and relative paths resolved; neither need exist)."""
+    return os.path.realpath(first) == os.path.realpath(second)
+
+
+def is_inside(path, folder):
+    """Whether `path` is `folder` or lies under it (links resolved; neither need exist)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def enclosing(path, folders):
+    """The first of `folders` that `path` is or lies under (see is_inside), or None."""
+    return next((folder for folder in folders if folder and is_inside(path, folder)), None)

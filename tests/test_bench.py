@@ -3,8 +3,10 @@
 No test asserts a speed: machines are noisy, and speed lives in the benchmark.
 """
 import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -103,3 +105,38 @@ def test_tiny_benchmark_writes_every_field(tiny_data, tmp_path):
     if torch_present:
         assert details['torch' + suffix]['parameters'] == details['graph' + suffix]['parameters']
     assert '| training, batch 4: program' in finished.stdout and 'program / bare graph' in finished.stdout
+
+
+def run_script(script, *args):
+    return subprocess.run([sys.executable, os.path.join(REPO, script), *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize('args, fragment', [
+    (['--targets', 'MISSING'], 'No such file'), (['--targets', 'MALFORMED'], 'not a targets file'),
+    (['--out', 'NOWHERE/x.json'], 'does not exist'), (['--out', 'FOLDER'], 'is a folder'),
+    (['--data', 'NOWHERE'], 'no such folder'), (['--kernel-size', '2147483647'], '--kernel-size'),
+    (['--channels', '2147483647'], '--channels')])
+def test_bench_refuses_bad_inputs_and_outputs_before_the_work(tmp_path, args, fragment):
+    (tmp_path / 'malformed.json').write_text('{"targets": [{"ratio": "x"}]}')
+    places = {'MISSING': 'missing.json', 'MALFORMED': 'malformed.json', 'NOWHERE': 'nowhere', 'FOLDER': ''}
+    for mark, name in places.items():
+        args = [word.replace(mark, str(tmp_path / name)) for word in args]
+    started = time.time()
+    done = run_script('bench.py', '--tiny', *args)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith('bench.py: error: ') and fragment in done.stderr and 'Traceback' not in done.stderr
+    assert time.time() - started < 60 and os.listdir(tmp_path) == ['malformed.json']
+
+
+@pytest.mark.parametrize('args, fragment', [
+    (['--output', os.path.join(REPO, 'results', 'scan_benchmark.json')], 'give --overwrite'),
+    (['--checkpoint', 'NOWHERE'], 'no such checkpoint'), (['--preview', 'NOWHERE/p.png'], 'does not exist'),
+    (['--output', 'NOWHERE/s.json'], 'does not exist')])
+def test_scan_benchmark_refuses_before_the_work_and_keeps_the_tracked_results(tmp_path, args, fragment):
+    tracked = open(os.path.join(REPO, 'results', 'scan_benchmark.json'), 'rb').read()
+    args = [word.replace('NOWHERE', str(tmp_path / 'nowhere')) for word in args]
+    done = run_script('scan_benchmark.py', *args)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert fragment in done.stderr and 'Traceback' not in done.stderr
+    assert open(os.path.join(REPO, 'results', 'scan_benchmark.json'), 'rb').read() == tracked

@@ -253,10 +253,10 @@ def test_checkpoint_of_another_architecture(trained, tmp_path):
                            '--kernel-size', 5)
     assert_one_line_error(finished, '--kernel-size 5', 'contradicts')
     shutil.copytree(checkpoints / 'remove', tmp_path / 'no_options')
-    os.remove(tmp_path / 'no_options' / 'options.json')   # nothing says what it was: the variables must
+    os.remove(tmp_path / 'no_options' / 'options.json')   # the defaults are then assumed: the checkpoint's
     finished = run_program('--mode', 'test', '--data', data, '--checkpoint', tmp_path / 'no_options',
-                           '--results-dir', tmp_path)
-    assert_one_line_error(finished, 'different architecture')
+                           '--results-dir', tmp_path)                # recorded architecture names the field
+    assert_one_line_error(finished, 'trained with channels 8, not 64')
 
 
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path):
@@ -271,7 +271,9 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path):
 @pytest.mark.parametrize('option', [['--batch-size', '0'], ['--lr', '-1'], ['--modules', '4'],
                                     ['--loss', 'bce'], ['--max-steps', 'many'], ['--family-subjects', '-1'],
                                     ['--plain-subjects', 'x'], ['--model-fit-every', '-20'],
-                                    ['--generated-variations', 'warp'], ['--generated-variations', 'hair']])
+                                    ['--generated-variations', 'warp'], ['--generated-variations', 'hair'],
+                                    ['--kernel-size', '2147483647'], ['--channels', '2147483647'],
+                                    ['--kernel-size', '16'], ['--channels', '0']])
 def test_options_out_of_range(option, tmp_path):
     finished = run_program('--mode', 'train', '--checkpoint-dir', tmp_path, *option)
     assert_one_line_error(finished, option[0])

@@ -346,3 +346,69 @@ def test_a_batch_larger_than_the_data_set_counts_the_images_it_holds():
     dataset = Dataset([f'{index}.png' for index in range(5)], images, images)
     inputs, _, _ = dataset.training_batch(0, 16, seed=0)
     assert dataset.images_per_step(16) == len(inputs) == 5 and dataset.images_per_step(4) == 4
+
+
+# ------------------------------------------------------------------ issue 24: the shipped model is never replaced
+
+SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'checkpoints')
+
+
+def test_training_defaults_to_its_own_folders_never_the_shipped_ones():
+    import convworking
+    options = convworking.parse_args(['--mode', 'train'])
+    assert options.checkpoint_dir == convworking.DEFAULT_TRAINING_DIR
+    assert options.results_dir == os.path.join(convworking.DEFAULT_TRAINING_DIR, 'results')
+    assert convworking.parse_args(['--mode', 'test']).checkpoint_dir == SHIPPED
+
+
+def test_training_into_the_shipped_folder_is_refused_and_changes_nothing(tiny_data, tmp_path):
+    before = snapshot(SHIPPED)
+    finished = run_program('--mode', 'train', '--restart', '--data', tiny_data, '--checkpoint-dir', SHIPPED,
+                           '--results-dir', tmp_path / 'results', *TINY_NETWORK, '--max-steps', 2)
+    assert_one_line_error(finished, 'holds the shipped model', 'promote')
+    assert snapshot(SHIPPED) == before and not (tmp_path / 'results').exists()
+
+
+def test_a_run_validated_on_other_data_is_not_resumed(checkpoints, tmp_path):
+    from conftest import write_synthetic_data
+    other = write_synthetic_data(tmp_path / 'other', seed=1)
+    before = snapshot(checkpoints)
+    assert_one_line_error(train_tiny(other, checkpoints, '--max-steps', 12), 'validated on other data',
+                          '--restart')
+    assert snapshot(checkpoints) == before
+
+
+def readme_promotion():
+    """The README's two commands that promote a run (section "Promoting a run")."""
+    readme = open(os.path.join(os.path.dirname(SHIPPED), 'README.md')).read()
+    block = readme.split('**Promoting a run.**')[1].split('```bash\n')[1].split('```')[0]
+    return block.strip().splitlines()
+
+
+def test_the_readme_promotion_replaces_the_model_with_the_runs_best(tiny_data, checkpoints, tmp_path):
+    shipped = tmp_path / 'repository'
+    shutil.copytree(SHIPPED, shipped / 'checkpoints')
+    (shipped / 'runs').mkdir()
+    shutil.copytree(checkpoints, shipped / 'runs' / 'full')
+    for command in readme_promotion():
+        subprocess.run(command, shell=True, cwd=shipped, check=True)
+    assert sorted(os.listdir(shipped / 'checkpoints' / 'remove')) == sorted(
+        ['TRAINING.md', 'best_checkpoint', 'options.json', 'valid_history.json']
+        + [name for name in os.listdir(checkpoints / 'remove') if name.startswith('best-')])
+    image = os.path.join(tiny_data, 'inputs', 'test', '0000_NE00.png')
+    for source, output in ((checkpoints, 'run'), (shipped / 'checkpoints', 'promoted')):
+        done = run_program('--mode', 'infer', '--checkpoint', source, '--input', image, '--output', tmp_path / output)
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / 'run' / '0000_NE00.png').read_bytes() == (tmp_path / 'promoted' / '0000_NE00.png').read_bytes()
+
+
+@pytest.mark.parametrize('mode, option, place', [
+    ('infer', '--output', os.path.join(SHIPPED, 'remove', 'x')), ('export', '--output', os.path.join(SHIPPED, 'remove')),
+    ('test', '--results-dir', 'DATA/inputs/test'), ('infer', '--output', 'DATA/mine')])
+def test_outputs_inside_a_checkpoint_or_data_folder_are_refused(tiny_data, mode, option, place):
+    place = place.replace('DATA', tiny_data)
+    before = snapshot(tiny_data)
+    image = os.path.join(tiny_data, 'inputs', 'test', '0000_NE00.png')
+    finished = run_program('--mode', mode, '--data', tiny_data, '--input', image, option, place)
+    assert_one_line_error(finished, option, 'is inside the', 'folder')
+    assert snapshot(tiny_data) == before and not os.path.exists(os.path.join(SHIPPED, 'remove', 'x'))

@@ -5,12 +5,15 @@ on validation: what test, infer and export need), their Saver state files and op
 and training options the checkpoints were made with).
 """
 import contextlib
+import hashlib
 import json
 import os
 import re
 
 from support.quiet_tensorflow import error_summary, tf
 from support.safe_files import remove_path, remove_temporaries, write_strict_json
+from training.architecture import (ARCHITECTURE_VARIABLE, contradiction, encoded, invalid_field,
+                                   recorded_architecture)
 from training.curve import HISTORY_FILE
 
 OPTIONS_FILE = 'options.json'
@@ -32,9 +35,13 @@ def read_options(checkpoint_dir):
         return {}
     try:
         with open(path) as file:
-            return json.load(file)
+            saved = json.load(file)
     except (OSError, ValueError) as error:
         raise CheckpointError(f"{path}: unreadable ({error})")
+    problem = invalid_field(saved)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    return saved
 
 
 def write_options(checkpoint_dir, options):
@@ -62,9 +69,14 @@ def reading_checkpoint(prefix):
                                 f"({type(error).__name__}: {error_summary(error)})") from None
 
 
-def restore_checkpoint(saver, session, prefix, variables):
+def restore_checkpoint(saver, session, prefix, variables, architecture):
+    """Restore `variables` after checking that the checkpoint fits them and was trained as `architecture`."""
     with reading_checkpoint(prefix):
-        check_checkpoint_fits(prefix, variables)
+        stored = check_checkpoint_fits(prefix, variables, architecture)
+        if ARCHITECTURE_VARIABLE not in stored:
+            # made before checkpoints recorded their architecture: restore the rest, keep this run's record
+            saver = tf.compat.v1.train.Saver([variable for variable in variables
+                                              if variable.op.name != ARCHITECTURE_VARIABLE])
         saver.restore(session, prefix)
 
 
@@ -74,16 +86,43 @@ def load_checkpoint_value(prefix, variable):
         return tf.train.load_variable(prefix, variable.op.name)
 
 
-def check_checkpoint_fits(prefix, variables):
-    """Refuse, in one line, a checkpoint whose variables do not match the graph's (other architecture)."""
+def check_checkpoint_fits(prefix, variables, architecture):
+    """Refuse, in one line, a checkpoint whose variables differ from the graph's (names and shapes, both
+    ways) or whose recorded architecture differs from `architecture`; returns {name: shape} of the checkpoint."""
     stored = dict(tf.train.list_variables(prefix))
-    for variable in variables:
-        name, shape = variable.op.name, variable.shape.as_list()
+    _check_recorded_architecture(prefix, architecture, stored)  # first: it names the field, variables cannot
+    graph = {variable.op.name: variable.shape.as_list() for variable in variables}
+    for name, shape in graph.items():
+        if name == ARCHITECTURE_VARIABLE:
+            continue
         if name not in stored:
             raise CheckpointError(f"{prefix}: made with a different architecture (it has no variable {name})")
         if list(stored[name]) != shape:
             raise CheckpointError(f"{prefix}: made with a different architecture ({name} is {stored[name]} "
-                             f"there, {shape} here)")
+                                  f"there, {shape} here)")
+    extra = sorted(name for name in stored if name not in graph and not _training_only(name))
+    if extra:
+        # e.g. residual_gate: options.json says --no-residual, the weights were trained with it
+        raise CheckpointError(f"{prefix}: made with a different architecture (its variable {extra[0]} is not "
+                              "in this network)")
+    return stored
+
+
+def _training_only(name):
+    """Variables a training checkpoint holds beyond the network: the optimiser's, the clock, the record."""
+    return 'Adam' in name or name in ('beta1_power', 'beta2_power', 'training_seconds', ARCHITECTURE_VARIABLE)
+
+
+def _check_recorded_architecture(prefix, architecture, stored):
+    """Options that add no variable (skip links, standardisation) checked against the checkpoint's record."""
+    value = tf.train.load_variable(prefix, ARCHITECTURE_VARIABLE) if ARCHITECTURE_VARIABLE in stored else None
+    with open(prefix + '.index', 'rb') as file:
+        recorded = recorded_architecture(value, file.read())
+    mismatch = contradiction(architecture, recorded)
+    if mismatch:
+        key, given, trained = mismatch
+        raise CheckpointError(f"{prefix}: trained with {key} {json.dumps(trained)}, not {json.dumps(given)} "
+                              f"(see {os.path.join(os.path.dirname(prefix), OPTIONS_FILE)} and the options given)")
 
 
 class Checkpoints:
@@ -95,9 +134,13 @@ class Checkpoints:
 
     def __init__(self, directory, network):
         self.directory = directory
+        self.architecture = network.architecture
+        # The architecture saved with the weights: options.json may be edited, this cannot be without TF.
+        record = tf.compat.v1.Variable(encoded(network.architecture), trainable=False, name=ARCHITECTURE_VARIABLE)
         # Relative paths in the state files keep a checkpoint folder usable after it is moved or cloned.
         self.latest = tf.compat.v1.train.Saver(max_to_keep=2, save_relative_paths=True)
-        self.best = tf.compat.v1.train.Saver(network.model_variables, max_to_keep=1, save_relative_paths=True)
+        self.best = tf.compat.v1.train.Saver(network.model_variables + [record], max_to_keep=1,
+                                             save_relative_paths=True)
 
     def latest_prefix(self):
         return tf.train.latest_checkpoint(self.directory, latest_filename=LATEST_STATE_FILE)
@@ -147,6 +190,37 @@ def saved_steps(directory, name):
     return sorted(steps, reverse=True)
 
 
+def validation_digest(valid_set, family_set):
+    """What a run's scores are measured on: a hash of the valid split's images (and the held-out family's)."""
+    digest = hashlib.sha256()
+    for dataset in (valid_set, family_set):
+        if dataset is not None:
+            digest.update(dataset.inputs.tobytes())
+            digest.update(dataset.targets.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def prepare_folder(directory, restart, training):
+    """Before a run writes into `directory`: --restart forgets the previous run; otherwise a run there whose
+    scores were measured on other data is refused, as its best score could not be compared with this run's."""
+    if restart:
+        remove_checkpoints(directory)
+        return
+    saved = read_options(directory).get('training')
+    if not saved or not (saved_steps(directory, 'best') or saved_steps(directory, 'latest')):
+        return
+    # Runs recorded before the digest existed are compared by what their options name.
+    keys = ('validation', 'family_subjects') if 'validation' in saved else ('data', 'targets', 'family_subjects')
+    for key in keys:
+        theirs, ours = saved.get(key), training.get(key)
+        if key == 'family_subjects':
+            theirs, ours = theirs or 0, ours or 0  # recorded before the family existed: none
+        if theirs != ours:
+            raise CheckpointError(f"{directory} holds a run validated on other data ({key} {json.dumps(theirs)} "
+                                  f"there, {json.dumps(ours)} here), whose scores cannot be compared with this "
+                                  "run's: give another --checkpoint-dir, or --restart to delete that run")
+
+
 def remove_checkpoints(directory):
     """--restart: forget the task's previous run (checkpoints and options), as the user asked."""
     for name in os.listdir(directory):
@@ -167,7 +241,7 @@ def resume_or_start(session, network, checkpoints, say):
         # A best model without a latest one (e.g. the shipped model): start afresh, but keep the best
         # score it set, so this run replaces it only by doing better on validation.
         with reading_checkpoint(best):
-            check_checkpoint_fits(best, network.model_variables)
+            check_checkpoint_fits(best, network.model_variables, network.architecture)
         score = load_checkpoint_value(best, network.best_valid_score)
         session.run(network.best_valid_score.assign(score))
         say(f"{best} ({network.task.format_score(score)}) is kept unless this run does better")
@@ -184,7 +258,8 @@ def restore_newest_readable_latest(session, checkpoints, say):
     for step in steps:
         prefix = os.path.join(directory, f'latest-{step}')
         try:
-            restore_checkpoint(checkpoints.latest, session, prefix, tf.compat.v1.global_variables())
+            restore_checkpoint(checkpoints.latest, session, prefix, tf.compat.v1.global_variables(),
+                               checkpoints.architecture)
         except DamagedCheckpoint as error:
             say(f"{error}; trying the one before")
             continue

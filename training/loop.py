@@ -15,8 +15,8 @@ from support.paths import recorded_path
 from support.progress import ProgressLine
 from support.quiet_tensorflow import tf
 from support.safe_files import locked_folder, remove_temporaries
-from training.checkpoints import (LATEST_STATE_FILE, Checkpoints, checkpoint_prefix, remove_checkpoints,
-                                  resume_or_start, write_options)
+from training.checkpoints import (LATEST_STATE_FILE, Checkpoints, checkpoint_prefix, prepare_folder,
+                                  resume_or_start, validation_digest, write_options)
 from training.curve import plot_training_curve, read_history, write_history
 from training.tasks import TASKS
 
@@ -69,11 +69,11 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
 
     with locked_folder(directory, '--checkpoint-dir'), tf.compat.v1.Session() as session:
         remove_temporaries(directory)
-        if options.restart:
-            remove_checkpoints(directory)
+        recorded = dict(training_options(options), validation=validation_digest(valid_set, family_set))
+        prepare_folder(directory, options.restart, recorded)
         session.run(tf.compat.v1.global_variables_initializer())
         resume_or_start(session, network, checkpoints, say)
-        write_options(directory, {'architecture': architecture, 'training': training_options(options)})
+        write_options(directory, {'architecture': architecture, 'training': recorded})
         step = session.run(network.global_step)
         clock.start(session)
         history = read_history(directory, up_to_step=step)
