@@ -25,8 +25,8 @@ from faces import generated
 from faces.variation import VARIATIONS
 from scanning import prepare
 from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, Terminated, UsageError,
-                                  finite_float, positive_float, positive_int, report_error, say, stop_on_sigterm,
-                                  whole_number)
+                                  examples_text, finite_float, positive_float, positive_int, report_error, say,
+                                  stop_on_sigterm, whole_number)
 from support.machine import cpu_supports_bfloat16
 from support.paths import REPOSITORY, enclosing, same_folder
 from support.quiet_tensorflow import error_summary, import_tensorflow_quietly, tf
@@ -275,14 +275,6 @@ EXAMPLES = (
 )
 
 
-def examples_text(examples=EXAMPLES, indent='  '):
-    """The examples as --help shows them: each comment line as '# ...' above its command."""
-    lines = []
-    for comment, command in examples:
-        lines += [f'{indent}# {line}' for line in (comment or '').splitlines()] + [indent + command]
-    return 'examples:\n' + '\n'.join(lines) + '\n'
-
-
 # Each task's data and results by default. LFW Part Labels is research data kept outside the repository.
 DEFAULT_DATA = {'remove': os.path.join(REPOSITORY, 'data128_128'),
                 'segment': os.path.normpath(os.path.join(REPOSITORY, '..', 'shared', 'lfw_part_labels', 'data128_128'))}
@@ -308,7 +300,7 @@ def parse_args(argv=None):
     parser = OneLineErrorParser(
         prog=PROGRAM, description='Remove facial expressions from 3D face depth images (or, with --task segment, '
                                   'segment faces in photographs as the network this one descends from did).',
-        formatter_class=DefaultsHelpFormatter, epilog=examples_text())
+        formatter_class=DefaultsHelpFormatter, epilog=examples_text(EXAMPLES))
     parser.add_argument('--mode', choices=['train', 'test', 'infer', 'export', 'prepare'], required=True,
                         help='train a network; test a trained one on the test split; infer neutral faces '
                              'for your own depth images; export the trained model for use without this code; '

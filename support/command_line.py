@@ -124,3 +124,11 @@ def check_existing(path, option, what):
     import os
     if not (os.path.exists(path) or (what == 'checkpoint' and os.path.exists(f'{path}.index'))):
         raise UsageError(f"{option} {path}: no such {what}")
+
+
+def examples_text(examples, indent='  '):
+    """(comment, command) examples as --help shows them: each comment line as '# ...' above its command."""
+    lines = []
+    for comment, command in examples:
+        lines += [f'{indent}# {line}' for line in (comment or '').splitlines()] + [indent + command]
+    return 'examples:\n' + '\n'.join(lines) + '\n'
