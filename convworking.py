@@ -391,8 +391,8 @@ def parse_args(argv=None):
                         help='training loss: mean squared error, its root (the original\'s), or binary '
                              'cross-entropy (segment only); default mse for remove, rmse for segment')
     parser.add_argument('--loss-region', choices=['face', 'image'],
-                        help='compute the loss over the whole image, so that the background is trained too (the '
-                             'original\'s, and the default), or over the face only (target > 0; remove only)')
+                        help='compute the loss over the face only (target > 0; the default for remove) or over the '
+                             'whole image (the original\'s; the only one for segment)')
     parser.add_argument('--bfloat16', action=argparse.BooleanOptionalAction,
                         help='compute the convolutions in bfloat16, about 2.7x faster to train on CPUs with '
                              'AVX-512 BF16 / AMX (default when training: on where the CPU has them; test, infer '
