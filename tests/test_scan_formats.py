@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import conftest
-from face_model import load_face_model
-from mesh_io import MeshError
-from scan_formats import read_abs, read_bnt, read_wrl, range_grid, write_abs, write_bnt, write_wrl
+from faces.model import load_face_model
+from scanning.mesh_io import MeshError
+from scanning.scan_formats import read_abs, read_bnt, read_wrl, range_grid, write_abs, write_bnt, write_wrl
 
 MODEL = f'{conftest.REPO}/facemodel/ict_face_model_light.npz'
 SPACING_MM = 2.0

@@ -6,12 +6,12 @@
   * Bosphorus: binary range grids (.bnt), in mm; points whose z equals the header's zmin are background.
   * FRGC v2: ASCII range grids (.abs), in mm; points whose flag is 0 (their values are -999999) are no data.
 
-Every reader returns a mesh_io.Scan: (N, 3) float64 vertices and (T, 3) int64 triangles. A range grid
+Every reader returns a scanning.mesh_io.Scan: (N, 3) float64 vertices and (T, 3) int64 triangles. A range grid
 becomes its valid points, row by row from the top row, and the triangles of the grid cells whose three
 corners are valid and whose edges are all shorter than `max_edge_ratio` times the grid's median spacing
 between neighbours (longer edges bridge a depth jump, e.g. from the nose to the cheek behind it).
 
-A file that cannot be read raises one mesh_io.MeshError whose one-line message names the file and the
+A file that cannot be read raises one scanning.mesh_io.MeshError whose one-line message names the file and the
 problem. Counts declared in a header are checked against the file's size before anything is allocated for
 them, so a damaged or hostile header cannot make a reader allocate memory for values the file does not hold.
 
@@ -36,8 +36,8 @@ import struct
 
 import numpy as np
 
-from mesh_io import MeshError, Scan
-from rasterise import rasterise_depth
+from depth.rasterise import rasterise_depth
+from scanning.mesh_io import MeshError, Scan
 
 MAX_EDGE_RATIO = 4.0  # a grid triangle's edges must be shorter than this many median neighbour spacings
 
