@@ -341,7 +341,7 @@ def _refine(registration, template, nearest, vertices, fit_shape, iterations, wi
         base = template.mean[vertices] if fit_shape else target
         if fit_shape:  # the planes of the face fitted so far: an open mouth or a raised brow turns them
             normals = vertex_normals(template.face(weights), template.triangles)[vertices]
-        rows, values = _point_to_plane_system(matched[inlier] - centre, base[inlier] - centre, normals[inlier],
+        rows, values = point_to_plane_system(matched[inlier] - centre, base[inlier] - centre, normals[inlier],
                                               modes[:, inlier] if fit_shape else None)
         if fit_shape:
             solution = _solve_pose_and_weights(rows, values, template.identity_count, with_expression,
@@ -398,7 +398,7 @@ def _matches(mean, modes, weights, nearest, rotation, translation):
     return target, matched, np.linalg.norm(matched - target, axis=1)
 
 
-def _point_to_plane_system(matched, base, normals, modes):
+def point_to_plane_system(matched, base, normals, modes):
     """Rows and values of the linearised point-to-plane equations n . (q + r x q + t - base - modes . w) = 0,
     coordinates about the nose; unknowns: the rotation vector r, the translation t and (modes given) weights w."""
     columns = [np.cross(matched, normals), normals]
@@ -434,14 +434,20 @@ def prepare_scan(scan, template: FaceTemplate, units=None):
     fitted_face = template.face(registration.weights)
     kept = near_face(in_model, fitted_face)
     framed = in_model - nose_tip
+    depth = framed_depth_mm(scan, framed, kept, fitted_face - nose_tip, template)
+    return PreparedScan(depth, units, points, framed, kept, registration)
+
+
+def framed_depth_mm(scan, framed, kept, fitted_framed, template: FaceTemplate):
+    """The depth image of the scan's kept points, already in the convention's frame (`framed`), completed by
+    the fitted face (its vertices in the same frame): the scan rendered as a mesh, or splatted as a point cloud."""
     if scan.is_point_cloud:
         depth = splat_depth_mm(framed[kept])
     else:
         triangles = scan.triangles[kept[scan.triangles].all(axis=1)]
         depth = render_depth_mm(framed, np.zeros(3), triangles)
-    fitted = render_depth_mm(fitted_face, nose_tip, template.triangles)
-    depth = completed_by_fitted_face(depth, fitted)
-    return PreparedScan(depth, units, points, framed, kept, registration)
+    fitted = render_depth_mm(fitted_framed, np.zeros(3), template.triangles)
+    return completed_by_fitted_face(depth, fitted)
 
 
 def depth_image_points(depth_mm):
