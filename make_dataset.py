@@ -109,6 +109,23 @@ def check_source_options(parser, options):
         parser.error("--from-scans needs --output FOLDER (the committed data128_128 is the face model's)")
 
 
+def written(write):
+    """write() (a dataset's staged write), its failures as exit statuses: 0 written, 1 writing failed, 2 bad input
+    found on the way (e.g. no usable scan), 130 interrupted; the output folder is left as it was unless 0."""
+    try:
+        write()
+    except UsageError as error:
+        report_error(GENERATOR, error)
+        return 2
+    except (OSError, DepthImageError) as error:
+        report_error(GENERATOR, f"writing the dataset failed: {error_line(error)}")
+        return 1
+    except KeyboardInterrupt:
+        print(f"\n{GENERATOR}: interrupted; the output folder was left as it was", file=sys.stderr)
+        return 130
+    return 0
+
+
 def main_from_scans(options):
     """make_dataset --from-scans: the collection's pairs (scanning/collection_build.py)."""
     try:
@@ -119,18 +136,10 @@ def main_from_scans(options):
     except (UsageError, FaceModelError, OSError) as error:
         report_error(GENERATOR, error)
         return 2
-    started = time.monotonic()
-    try:
-        summary = build_collection(options, template, collection)
-    except UsageError as error:
-        report_error(GENERATOR, error)
-        return 2
-    except (OSError, DepthImageError) as error:
-        report_error(GENERATOR, f"writing the dataset failed: {error_line(error)}")
-        return 1
-    except KeyboardInterrupt:
-        print(f"\n{GENERATOR}: interrupted; the output folder was left as it was", file=sys.stderr)
-        return 130
+    started, summary = time.monotonic(), {}
+    status = written(lambda: summary.update(build_collection(options, template, collection)))
+    if status:
+        return status
     print(f"{GENERATOR}: {summary_line(summary)}; wrote {summary['used']} pairs to {options.output} "
           f"in {time.monotonic() - started:.1f} s")
     return 0
@@ -149,14 +158,9 @@ def main(argv=None):
         return 2
     subjects = plan_dataset(options, model)
     started = time.monotonic()
-    try:
-        generate(options, model, subjects)
-    except (OSError, DepthImageError) as error:
-        report_error(GENERATOR, f"writing the dataset failed: {error_line(error)}")
-        return 1
-    except KeyboardInterrupt:
-        print(f"\n{GENERATOR}: interrupted; the output folder was left as it was", file=sys.stderr)
-        return 130
+    status = written(lambda: generate(options, model, subjects))
+    if status:
+        return status
     pairs = sum(len(s.renders) for s in subjects)
     print(f"wrote {pairs} input/target pairs of {len(subjects)} subjects to {options.output} "
           f"in {time.monotonic() - started:.1f} s")

@@ -5,6 +5,8 @@ scan -> prepare -> infer (scanning.measurement).
                                   # (checkpoints/remove); writes results/scan_benchmark.json
     python scan_benchmark.py --checkpoint PATH --output FILE.json
     python scan_benchmark.py --preview results/prepare_preview.png   # also the README's picture of a preview
+    python scan_benchmark.py --write-collection DIR --collection bu3dfe --subjects 20   # only a synthetic scan
+                                  # collection (neutral + 4 expressions each) for make_dataset --from-scans
 """
 import json
 import os
@@ -14,9 +16,12 @@ import numpy as np
 
 from faces.model import DEFAULT_FACE_MODEL, load_face_model
 from scanning.measurement import HEIGHT_ERROR_BOUND_MM, averages, measure_prepare, neutralisation_rmse, write_preview
+from scanning.synthetic_collection import write_collection
 from support.command_line import OneLineErrorParser, whole_number
 from support.paths import REPOSITORY
 from support.safe_files import write_strict_json
+
+COLLECTION_CODES = ('HA', 'SU', 'AN', 'SA')
 
 
 def main(argv=None):
@@ -27,8 +32,21 @@ def main(argv=None):
     parser.add_argument('--output', default=os.path.join(REPOSITORY, 'results', 'scan_benchmark.json'),
                         help='write every number here as JSON')
     parser.add_argument('--preview', metavar='FILE.png', help="also write the README's picture of a preview here")
+    parser.add_argument('--write-collection', metavar='DIR',
+                        help='only write a synthetic scan collection into the new folder DIR and stop')
+    parser.add_argument('--collection', choices=('bu3dfe', 'bosphorus', 'frgc'), default='bu3dfe',
+                        help="--write-collection's file format (frgc also writes DIR/scans.csv)")
+    parser.add_argument('--subjects', type=whole_number(1, 1000), default=20,
+                        help='--write-collection: subjects, each scanned neutral and with HA, SU, AN, SA')
     args = parser.parse_args(argv)
     model = load_face_model(DEFAULT_FACE_MODEL)
+    if args.write_collection:
+        if os.path.exists(args.write_collection):
+            parser.error(f"{args.write_collection}: exists; --write-collection writes a new folder")
+        scans = write_collection(args.write_collection, args.collection, model, args.subjects, COLLECTION_CODES,
+                                 seed=args.seed)
+        print(f"wrote {len(scans)} {args.collection} scans of {args.subjects} subjects to {args.write_collection}")
+        return
     if args.preview:
         write_preview(model, args.preview)
     with tempfile.TemporaryDirectory() as folder:

@@ -2,11 +2,12 @@
 
 Each subject's reference neutral is prepared first (scanning/alignment.prepare_scan): its depth image is the
 target of every pair of the subject, and its own pair (NE00) holds it as input too. Then every expressive scan
-is prepared and aligned to its neutral by a rigid point-to-plane ICP of the scan's own points on the steady part
-of the face (what no expression of the face model moves by 3 mm: forehead, nose bridge, nose) against the
-neutral scan's points there. Aligning the two prepared frames alone is not enough: each frame comes from a face
-model fitted to one scan, and an expression pulls that fit by tenths of a millimetre and of a degree. Then the
-expressive scan is rendered in the neutral's frame, completed by its own fitted face.
+is prepared and aligned to its neutral by a rigid point-to-plane ICP of the scan's own points where the face
+stays still (the face-model vertices that neither its fitted expression nor the neutral's moves: with most
+expressions the nose, nose bridge and parts of the forehead) against the neutral scan's points. Each prepared
+frame comes from a face model fitted to one scan, and on a real face an expression can pull that fit; the
+alignment puts the expressive scan in the neutral's frame by the surfaces themselves. Then the expressive scan is
+rendered in the neutral's frame, completed by its own fitted face.
 
 Scans are prepared in worker processes (one scan per task); the main process writes the images, so the files
 do not depend on the number of workers. The dataset is written through faces.generator.staged_write.
@@ -31,12 +32,23 @@ from scanning.mesh_io import MeshError, read_scan
 from support.command_line import UsageError
 from support.progress import ProgressLine
 
-STEADY_RADIUS_MM = 3.0  # scan points this near a steady vertex of the scan's fitted face are steady surface
+# The surface the alignment matches: the scan's points near the face-model vertices that neither the scan's fitted
+# expression nor its neutral's moves by STILL_MM, and that lie ERODE_MM from every vertex one of them does move.
+# The template's steady vertices (no expression shape moves them by 3 mm) are not still enough: shapes add up, and
+# a full surprise moves its forehead by more; a scan-to-scan ICP on them turned two synthetic surprised faces by
+# 0.8 and 1.1 degrees (1.0-1.2 mm median height error; 0.17 mm in their own prepared frames). Still vertices next
+# to moving ones meet surfaces that moved over them (eyelids over the eyeballs, the jaw over the neck): an ICP in
+# the true frames on vertices no expression moved by 0.3 mm, not eroded, drifted 0.2-0.3 degrees. With these
+# values the two surprised faces came out at 0.26 and 0.41 mm (erosion 0: 0.38, 0.35 mm; 6 mm: 0.36, 0.22 mm,
+# on 230-250 points). On synthetic faces, which the face model fits exactly, the scans' own prepared frames are
+# closer still; the alignment is for real faces, whose fit an expression can pull (see README).
+STILL_MM = 0.3
+ERODE_MM = 3.0
 NORMAL_NEIGHBOURS = 12  # the neutral's normals: the plane through each point and its nearest neighbours
 ICP_ITERATIONS = 30
 ICP_CONVERGED = 1e-6  # radians and mm: a step this small ends the iteration
-MIN_STEADY_POINTS = 200
-MATCHES_NEUTRAL_MM = 1.0  # the median steady-surface distance above which a scan is not its subject's neutral
+MIN_STEADY_POINTS = 100  # the synthetic smiling model-mesh .wrl scans (a few mm between vertices) had 177-2,406
+MATCHES_NEUTRAL_MM = 1.0  # the median still-surface distance above which a scan is not its subject's neutral
 DOES_NOT_MATCH = 'does not match its neutral'
 REFUSED = (found.NOT_A_FACE, found.UNREADABLE, DOES_NOT_MATCH)
 
@@ -45,8 +57,9 @@ REFUSED = (found.NOT_A_FACE, found.UNREADABLE, DOES_NOT_MATCH)
 class Neutral:
     """What the expressive scans of a subject need of its reference neutral."""
     depth_mm: np.ndarray
-    steady_points: np.ndarray  # (N, 3) the neutral scan's steady surface in its frame
-    steady_normals: np.ndarray
+    points: np.ndarray  # (N, 3) the neutral scan's kept points in its frame
+    normals: np.ndarray
+    expression_weights: np.ndarray  # its fitted expression (identity weights 0), to tell still vertices
     facts: dict  # for dataset.json
 
 
@@ -62,11 +75,23 @@ def prepared_in_frame(path, template):
     return scan, prepared, fitted
 
 
-def steady_surface(prepared, fitted, template):
-    """The kept scan points within STEADY_RADIUS_MM of the fitted face's steady vertices (the scan's frame)."""
-    points = prepared.framed_mm[prepared.kept]
-    squared = nearest_indexed(nearest_neighbour_index(fitted[template.steady]), points)[1]
-    return points[squared < STEADY_RADIUS_MM ** 2]
+def expression_only(weights, template):
+    only = np.array(weights, np.float64)
+    only[:template.identity_count] = 0.0
+    return only
+
+
+def still_vertices(template, fitted, *expression_weights):
+    """Which of the template's sampled vertices none of these expressions moves by STILL_MM, ERODE_MM or more
+    from every vertex one of them does move (distances on the fitted face)."""
+    modes = template.modes[:, template.sample]
+    motion = np.max([np.linalg.norm(np.einsum('m,mvk->vk', weights, modes), axis=1) for weights in expression_weights],
+                    axis=0)
+    moving = motion >= STILL_MM
+    if not moving.any():
+        return ~moving
+    squared = nearest_indexed(nearest_neighbour_index(fitted[template.sample[moving]]), fitted[template.sample])[1]
+    return ~moving & (squared > ERODE_MM ** 2)
 
 
 def plane_normals(points, neighbours=NORMAL_NEIGHBOURS):
@@ -79,24 +104,23 @@ def plane_normals(points, neighbours=NORMAL_NEIGHBOURS):
 
 
 def prepare_neutral(path, template):
-    scan, prepared, fitted = prepared_in_frame(path, template)
-    steady = steady_surface(prepared, fitted, template)
-    if len(steady) < MIN_STEADY_POINTS:
-        raise ScanError(f"has {len(steady)} points on the forehead and nose, too few to align its expressions to")
-    return Neutral(prepared.depth_mm, steady, plane_normals(steady), scan_facts(prepared))
+    _, prepared, _ = prepared_in_frame(path, template)
+    points = prepared.framed_mm[prepared.kept]
+    return Neutral(prepared.depth_mm, points, plane_normals(points),
+                   expression_only(prepared.registration.weights, template), scan_facts(prepared))
 
 
 def rigid_alignment(points, neutral: Neutral):
-    """(rotation, translation, median distance) moving `points` onto the neutral's steady surface."""
-    index = nearest_neighbour_index(neutral.steady_points)
+    """(rotation, translation, median distance) moving `points` onto the neutral scan's surface."""
+    index = nearest_neighbour_index(neutral.points)
     rotation, translation = np.eye(3), np.zeros(3)
     for _ in range(ICP_ITERATIONS):
         moved = points @ rotation.T + translation
         nearest, squared = nearest_indexed(index, moved)
         distance = np.sqrt(squared)
         inlier = distance < max(OUTLIER_FACTOR * np.median(distance), OUTLIER_FLOOR_MM)
-        rows, values = point_to_plane_system(moved[inlier], neutral.steady_points[nearest[inlier]],
-                                             neutral.steady_normals[nearest[inlier]], None)
+        rows, values = point_to_plane_system(moved[inlier], neutral.points[nearest[inlier]],
+                                             neutral.normals[nearest[inlier]], None)
         solution = np.linalg.lstsq(rows, values, rcond=None)[0]
         step = small_rotation(solution[:3])
         rotation, translation = step @ rotation, step @ translation + solution[3:]
@@ -104,25 +128,31 @@ def rigid_alignment(points, neutral: Neutral):
             break
     moved = points @ rotation.T + translation
     nearest, _ = nearest_indexed(index, moved)
-    gaps = np.abs(np.einsum('nk,nk->n', moved - neutral.steady_points[nearest], neutral.steady_normals[nearest]))
+    gaps = np.abs(np.einsum('nk,nk->n', moved - neutral.points[nearest], neutral.normals[nearest]))
     return rotation, translation, float(np.median(gaps))
 
 
 def prepare_expressive(path, neutral: Neutral, template):
     """The depth image of an expressive scan in its neutral's frame, and its facts for dataset.json."""
     scan, prepared, fitted = prepared_in_frame(path, template)
-    steady = steady_surface(prepared, fitted, template)
+    still = still_vertices(template, fitted, expression_only(prepared.registration.weights, template),
+                           neutral.expression_weights)
+    points = prepared.framed_mm[prepared.kept]
+    # A point belongs to its nearest sampled vertex: as many points as the scan has there, dense or sparse.
+    nearest = nearest_indexed(nearest_neighbour_index(fitted[template.sample]), points)[0]
+    steady = points[still[nearest]]
     if len(steady) < MIN_STEADY_POINTS:
-        raise ScanError(f"has {len(steady)} points on the forehead and nose, too few to align it to its neutral")
+        raise ScanError(f"{DOES_NOT_MATCH}: only {len(steady)} of its points lie where its expression leaves the "
+                        f"face still (at least {MIN_STEADY_POINTS})")
     rotation, translation, gap = rigid_alignment(steady, neutral)
     if gap > MATCHES_NEUTRAL_MM:
-        raise ScanError(f"{DOES_NOT_MATCH}: its forehead and nose lie {gap:.1f} mm from the neutral's "
-                        f"(at most {MATCHES_NEUTRAL_MM} mm)")
+        raise ScanError(f"{DOES_NOT_MATCH}: where its expression leaves the face still it lies {gap:.1f} mm "
+                        f"from the neutral (at most {MATCHES_NEUTRAL_MM} mm)")
     depth = framed_depth_mm(scan, prepared.framed_mm @ rotation.T + translation, prepared.kept,
                             fitted @ rotation.T + translation, template)
     turn = np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
-    return depth, {**scan_facts(prepared), 'alignment_mm': round(gap, 3), 'alignment_turn_deg': round(turn, 3),
-                   'alignment_shift_mm': round(float(np.linalg.norm(translation)), 3)}
+    return depth, {**scan_facts(prepared), 'alignment_points': len(steady), 'alignment_mm': round(gap, 3),
+                   'alignment_turn_deg': round(turn, 3), 'alignment_shift_mm': round(float(np.linalg.norm(translation)), 3)}
 
 
 def scan_facts(prepared):

@@ -28,7 +28,8 @@ class SyntheticScan:
     path: str
     subject: str  # as the collection names it
     label: str  # CCLL, as the dataset will name it
-    pose: dict
+    pose: dict  # yaw, pitch, roll (degrees) about the neutral nose tip, then the shift (mm)
+    shift: np.ndarray
     neutral: np.ndarray  # the subject's neutral face (mm, unposed)
     face: np.ndarray  # the face scanned (mm, unposed)
 
@@ -75,7 +76,7 @@ def write_collection(folder, collection, model, subjects, codes, seed=0):
             path = os.path.join(subject_folder, file_name(collection, number, code, level, scan_number))
             write_scan(path, model, posed(face, neutral[model.nose_tip], **turn, shift=shift))
             subject = os.path.basename(path).split('_')[0] if collection != 'frgc' else f'{4200 + number:05d}'
-            scans.append(SyntheticScan(path, subject, f'{code}{level:02d}', turn, neutral, face))
+            scans.append(SyntheticScan(path, subject, f'{code}{level:02d}', turn, shift, neutral, face))
     if collection == 'frgc':
         write_scan_list(os.path.join(folder, SCAN_LIST), folder, scans)
     return scans
