@@ -222,3 +222,13 @@ def test_splits_are_seeded_subject_disjoint_and_never_empty_from_three_subjects(
     assert sorted(numbers.values()) == [f'{number:04d}' for number in range(20)]
     with pytest.raises(UsageError, match='10001 subjects'):
         found.numbered_subjects({f's{number}': 'train' for number in range(10001)})
+
+
+def test_expressions_that_leave_much_of_the_face_still_are_aligned_to_their_neutral(built):
+    """Sadness leaves forehead and nose still (over 2,000 points): those pairs go through the rigid alignment that
+    test_each_built_pair_is_the_exact_pair_in_the_neutrals_frame measured; a full surprise leaves too little."""
+    for kind, code, aligned in (('frgc', 'SA', True), ('bosphorus', 'SU', False)):
+        description = json.loads((built[kind][2] / 'dataset.json').read_text())
+        entries = [entry for entry in description['files'].values() if entry['code'] == code]
+        assert entries and all(entry['aligned_to_neutral'] == aligned for entry in entries), (kind, entries)
+        assert all(entry['alignment_mm'] < 0.5 for entry in entries)
