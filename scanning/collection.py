@@ -184,7 +184,12 @@ def _listed_scan(folder, scan_list, number, row):
 
 
 def _with_references(kind, scans, skipped):
-    """The scans without repeats of a subject's expression and level, each subject's first neutral first."""
+    """The scans without repeats of a subject's expression and level, each subject's first neutral first;
+    UsageError when no scan is a neutral (nothing could be built: the naming is probably not this collection's)."""
+    if not any(scan.is_neutral for scan in scans):
+        reasons = sorted({reason for _, reason in skipped})
+        raise UsageError(f"no scan is a {kind} neutral ({len(scans)} expressive scans found, {len(skipped)} files "
+                         f"skipped{': ' + ', '.join(reasons) if reasons else ''}); see --collection")
     kept, seen = [], set()
     for scan in sorted(scans, key=lambda scan: (not scan.is_neutral, scan.path)):
         if (scan.subject, scan.label) in seen:

@@ -187,6 +187,10 @@ def test_a_collection_that_cannot_be_told_or_listed_gets_one_line(tmp_path):
     bad_code = make_dataset('--from-scans', tmp_path / 'scans', '--output', tmp_path / 'out', '--scan-list',
                             tmp_path / 'list.csv')
     assert_one_line_error(bad_code, 'list.csv, line 2')
+    (tmp_path / 'scans' / 'bs000_N_N_0.bnt').write_text('not read')
+    wrong_naming = make_dataset('--from-scans', tmp_path / 'scans', '--output', tmp_path / 'out', '--collection',
+                                'bu3dfe')
+    assert_one_line_error(wrong_naming, 'no scan is a bu3dfe neutral', 'name not understood')
     assert not (tmp_path / 'out').exists()
 
 
