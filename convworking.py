@@ -304,7 +304,8 @@ def parse_args(argv=None):
     parser.add_argument('--mode', choices=['train', 'test', 'infer', 'export', 'prepare'], required=True,
                         help='train a network; test a trained one on the test split; infer neutral faces '
                              'for your own depth images; export the trained model for use without this code; '
-                             'prepare depth images for infer from your own 3D scans (OBJ, PLY)')
+                             'prepare depth images for infer from your own 3D scans (OBJ, PLY; BU-3DFE .wrl, '
+                             'Bosphorus .bnt, FRGC .abs)')
     parser.add_argument('--task', choices=list(TASKS), default=None,
                         help='remove expressions from depth faces, or segment faces in the LFW Part Labels '
                              'photographs as the original network did (default: remove)')
@@ -366,8 +367,8 @@ def parse_args(argv=None):
                              'for segment, under the repository; train: the same under --checkpoint-dir)')
     parser.add_argument('--checkpoint', default=None,
                         help="checkpoint prefix or folder to test (default: the task's best checkpoint)")
-    parser.add_argument('--input', help='infer: a depth PNG or a folder of them; prepare: an .obj or .ply scan '
-                                        'or a folder of them')
+    parser.add_argument('--input', help='infer: a depth PNG or a folder of them; prepare: a 3D scan (.obj, .ply, '
+                                        '.wrl, .bnt, .abs) or a folder of them')
     parser.add_argument('--units', choices=prepare.UNIT_CHOICES, default='auto',
                         help="prepare: the scans' units; auto tells m, cm and mm apart by the face's size")
     parser.add_argument('--output', help='infer: new folder for the neutralised images (and previews/); '

@@ -7,6 +7,8 @@ plane 120 mm behind that nose tip, stored as 16-bit PNG in 0.1 mm units.
 
     python make_dataset.py            # regenerates data128_128/ next to this script (needs --overwrite
                                       # when it already exists)
+    python make_dataset.py --from-scans BU3DFE/ --output bu3dfe128/   # pairs from your own scan collection
+                                      # (BU-3DFE .wrl, Bosphorus .bnt, or a file,subject,code list: scanning/)
 """
 import os
 import sys
@@ -18,11 +20,18 @@ from faces.expressions import MIXTURES_PER_SUBJECT, check_model_has_prototype_sh
 from faces.generator import GENERATOR, check_output_folder, generate, keep_only, plan_dataset
 from faces.model import DEFAULT_FACE_MODEL, FaceModelError, load_face_model
 from faces.variation import VARIATIONS
+from scanning.alignment import face_template
+from scanning.collection import COLLECTIONS, find_collection
+from scanning.collection_build import build_collection, summary_line
 from support.command_line import (OneLineErrorParser, UsageError, error_line, non_negative_float, report_error,
                                   whole_number)
 from support.paths import REPOSITORY
 
 DEFAULT_OUTPUT = Path(REPOSITORY) / "data128_128"
+# What only the face model's renders use: refused beside --from-scans, which takes faces from scans.
+FACE_MODEL_OPTIONS = ("train_subjects", "valid_subjects", "test_subjects", "mixtures_per_subject",
+                      "pose_jitter_deg", "depth_noise_mm", "variations", "face_model")
+SCAN_OPTIONS = ("collection", "scan_list", "keep_other_scans")
 
 
 def parse_arguments(argv):
@@ -30,8 +39,22 @@ def parse_arguments(argv):
         prog=GENERATOR,
         description="Render the depth-face dataset (expressive input, neutral target) from the ICT Face Model "
                     "Light. The same options always give byte-identical files.")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, metavar="FOLDER",
-                        help="write the dataset into FOLDER (default: data128_128 next to this script)")
+    parser.add_argument("--output", type=Path, default=None, metavar="FOLDER",
+                        help="write the dataset into FOLDER (default: data128_128 next to this script; "
+                             "--from-scans needs it given)")
+    parser.add_argument("--from-scans", type=Path, default=None, metavar="DIR",
+                        help="build the pairs from a 3D face scan collection in DIR (searched recursively): "
+                             "each expressive scan aligned to its subject's neutral, which is the target")
+    parser.add_argument("--collection", choices=COLLECTIONS, default=None,
+                        help="--from-scans: how the files are named: bu3dfe (F0001_AN01WH_F3D.wrl), bosphorus "
+                             "(bs000_E_HAPPY_0.bnt), frgc or csv (both with --scan-list) (default: told from "
+                             "the files' type)")
+    parser.add_argument("--scan-list", type=Path, default=None, metavar="FILE.csv",
+                        help="--from-scans: a CSV of file,subject,code lines (code: NE, AN, DI, FE, HA, SA, SU "
+                             "or MX, with a level, e.g. HA04, or without: NE00, or level 04); files relative to DIR")
+    parser.add_argument("--keep-other-scans", action="store_true",
+                        help="--from-scans: keep Bosphorus's action-unit, pose and occlusion scans, as mixtures "
+                             "(MX01, MX02, ...); they are left out by default")
     parser.add_argument("--face-model", type=Path, default=DEFAULT_FACE_MODEL, metavar="PATH",
                         help="read the face model from PATH: the compact .npz, or the FaceXModel folder of a "
                              "clone of the ICT-FaceKit repository (default: facemodel/ict_face_model_light.npz, "
@@ -67,6 +90,7 @@ def parse_arguments(argv):
                         help="allow an output folder that already holds files: its inputs/, targets/ and "
                              "dataset.json are replaced, anything else in it is left alone")
     options = parser.parse_args(argv)
+    check_source_options(parser, options)
     options.variations = tuple(kind for kind in VARIATIONS if kind in options.variations)  # one order, no repeats
     total = options.train_subjects + options.valid_subjects + options.test_subjects
     if total > 10000:
@@ -74,9 +98,62 @@ def parse_arguments(argv):
     return options
 
 
+def check_source_options(parser, options):
+    """Options of one source (the face model or a scan collection) are refused beside the other's."""
+    given = lambda names: [name for name in names if getattr(options, name) != parser.get_default(name)]
+    flag = lambda name: "--" + name.replace("_", "-")
+    if options.from_scans is None:
+        if given(SCAN_OPTIONS):
+            parser.error(f"{flag(given(SCAN_OPTIONS)[0])} needs --from-scans DIR")
+        options.output = options.output or DEFAULT_OUTPUT
+        return
+    if given(FACE_MODEL_OPTIONS):
+        parser.error(f"{flag(given(FACE_MODEL_OPTIONS)[0])} is for the face model's renders, not --from-scans")
+    if options.output is None:
+        parser.error("--from-scans needs --output FOLDER (the committed data128_128 is the face model's)")
+
+
+def written(write):
+    """write() (a dataset's staged write), its failures as exit statuses: 0 written, 1 writing failed, 2 bad input
+    found on the way (e.g. no usable scan), 130 interrupted; the output folder is left as it was unless 0."""
+    try:
+        write()
+    except UsageError as error:
+        report_error(GENERATOR, error)
+        return 2
+    except (OSError, DepthImageError) as error:
+        report_error(GENERATOR, f"writing the dataset failed: {error_line(error)}")
+        return 1
+    except KeyboardInterrupt:
+        print(f"\n{GENERATOR}: interrupted; the output folder was left as it was", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main_from_scans(options):
+    """make_dataset --from-scans: the collection's pairs (scanning/collection_build.py)."""
+    try:
+        check_output_folder(options.output, options.overwrite)
+        collection = find_collection(options.from_scans, options.collection, options.scan_list,
+                                     options.keep_other_scans)
+        template = face_template(load_face_model(DEFAULT_FACE_MODEL))
+    except (UsageError, FaceModelError, OSError) as error:
+        report_error(GENERATOR, error)
+        return 2
+    started, summary = time.monotonic(), {}
+    status = written(lambda: summary.update(build_collection(options, template, collection)))
+    if status:
+        return status
+    print(f"{GENERATOR}: {summary_line(summary)}; wrote {summary['used']} pairs to {options.output} "
+          f"in {time.monotonic() - started:.1f} s")
+    return 0
+
+
 def main(argv=None):
     try:
         options = parse_arguments(argv)
+        if options.from_scans is not None:
+            return main_from_scans(options)
         check_output_folder(options.output, options.overwrite)
         model = load_face_model(options.face_model)
         check_model_has_prototype_shapes(model, options.face_model)
@@ -89,14 +166,9 @@ def main(argv=None):
                                 "(codes as in the file names: NE00, HA01-HA04, ..., MX01-MXnn)")
         return 2
     started = time.monotonic()
-    try:
-        generate(options, model, subjects)
-    except (OSError, DepthImageError) as error:
-        report_error(GENERATOR, f"writing the dataset failed: {error_line(error)}")
-        return 1
-    except KeyboardInterrupt:
-        print(f"\n{GENERATOR}: interrupted; the output folder was left as it was", file=sys.stderr)
-        return 130
+    status = written(lambda: generate(options, model, subjects))
+    if status:
+        return status
     pairs = sum(len(s.renders) for s in subjects)
     print(f"wrote {pairs} input/target pairs of {len(subjects)} subjects to {options.output} "
           f"in {time.monotonic() - started:.1f} s")

@@ -7,6 +7,8 @@ scan -> prepare -> infer (scanning.measurement).
     python scan_benchmark.py --checkpoint PATH --output FILE.json
     python scan_benchmark.py --preview results/prepare_preview.png   # also the README's picture of a preview
     python scan_benchmark.py --sample samples/scan_surprise.ply      # only the committed sample scan, again
+    python scan_benchmark.py --write-collection DIR --collection bu3dfe --subjects 20   # only a synthetic scan
+                                  # collection (neutral + 4 expressions each) for make_dataset --from-scans
 """
 import json
 import os
@@ -17,9 +19,12 @@ import numpy as np
 from faces.model import DEFAULT_FACE_MODEL, load_face_model
 from scanning.measurement import HEIGHT_ERROR_BOUND_MM, averages, measure_prepare, neutralisation_rmse, write_preview
 from scanning.synthetic import SAMPLE_FILE, write_sample_scan
+from scanning.synthetic_collection import write_collection
 from support.command_line import OneLineErrorParser, UsageError, check_existing, check_output_file, whole_number
 from support.paths import REPOSITORY
 from support.safe_files import write_strict_json
+
+COLLECTION_CODES = ('HA', 'SU', 'AN', 'SA')
 
 
 DEFAULT_OUTPUT = os.path.join(REPOSITORY, 'runs', 'scan_benchmark.json')
@@ -50,6 +55,12 @@ def main(argv=None):
     parser.add_argument('--preview', metavar='FILE.png', help="also write the README's picture of a preview here")
     parser.add_argument('--sample', metavar='FILE.ply',
                         help=f'only write the sample scan README tries ({SAMPLE_FILE}) here, and stop')
+    parser.add_argument('--write-collection', metavar='DIR',
+                        help='only write a synthetic scan collection into the new folder DIR and stop')
+    parser.add_argument('--collection', choices=('bu3dfe', 'bosphorus', 'frgc'), default='bu3dfe',
+                        help="--write-collection's file format (frgc also writes DIR/scans.csv)")
+    parser.add_argument('--subjects', type=whole_number(1, 1000), default=20,
+                        help='--write-collection: subjects, each scanned neutral and with HA, SU, AN, SA')
     args = parser.parse_args(argv)
     try:
         checked_before_the_work(args)
@@ -58,6 +69,13 @@ def main(argv=None):
     model = load_face_model(DEFAULT_FACE_MODEL)
     if args.sample:
         write_sample_scan(model, args.sample)
+        return
+    if args.write_collection:
+        if os.path.exists(args.write_collection):
+            parser.error(f"{args.write_collection}: exists; --write-collection writes a new folder")
+        scans = write_collection(args.write_collection, args.collection, model, args.subjects, COLLECTION_CODES,
+                                 seed=args.seed)
+        print(f"wrote {len(scans)} {args.collection} scans of {args.subjects} subjects to {args.write_collection}")
         return
     if args.preview:
         write_preview(model, args.preview)

@@ -260,13 +260,17 @@ def check_output_folder(output: Path, overwrite: bool):
 
 
 def generate(options, model: FaceModel, subjects):
-    """Write the dataset into a staging folder beside --output, then move it in: an interrupted or failed
-    run leaves an existing dataset as it was."""
-    output = options.output
+    """Write the dataset into --output through a staging folder (staged_write)."""
+    staged_write(options.output, lambda staging: write_dataset(options, model, subjects, staging))
+
+
+def staged_write(output: Path, write):
+    """write(staging folder) into a staging folder beside `output`, then move what it wrote of OWNED in: an
+    interrupted or failed run leaves an existing dataset as it was. (make_dataset --from-scans uses it too.)"""
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
-        write_dataset(options, model, subjects, staging)
+        write(staging)
         output.mkdir(exist_ok=True)
         for name in OWNED:
             old = output / name

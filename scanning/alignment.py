@@ -350,7 +350,7 @@ def _refine(registration, template, nearest, vertices, fit_shape, iterations, wi
         base = template.mean[vertices] if fit_shape else target
         if fit_shape:  # the planes of the face fitted so far: an open mouth or a raised brow turns them
             normals = vertex_normals(template.face(weights), template.triangles)[vertices]
-        rows, values = _point_to_plane_system(matched[inlier] - centre, base[inlier] - centre, normals[inlier],
+        rows, values = point_to_plane_system(matched[inlier] - centre, base[inlier] - centre, normals[inlier],
                                               modes[:, inlier] if fit_shape else None)
         if fit_shape:
             solution = _solve_pose_and_weights(rows, values, template.identity_count, with_expression,
@@ -407,7 +407,7 @@ def _matches(mean, modes, weights, nearest, rotation, translation):
     return target, matched, np.linalg.norm(matched - target, axis=1)
 
 
-def _point_to_plane_system(matched, base, normals, modes):
+def point_to_plane_system(matched, base, normals, modes):
     """Rows and values of the linearised point-to-plane equations n . (q + r x q + t - base - modes . w) = 0,
     coordinates about the nose; unknowns: the rotation vector r, the translation t and (modes given) weights w."""
     columns = [np.cross(matched, normals), normals]
@@ -426,6 +426,7 @@ class PreparedScan:
     framed_mm: np.ndarray  # the same points in the convention's frame: x, y from the nose tip, z up to it
     kept: np.ndarray  # which points lie on the face (the rest is cropped)
     registration: Registration
+    triangles: np.ndarray  # the scan's triangles over points_mm (none for a point cloud)
 
 
 def prepare_scan(scan, template: FaceTemplate, units=None):
@@ -443,14 +444,20 @@ def prepare_scan(scan, template: FaceTemplate, units=None):
     fitted_face = template.face(registration.weights)
     kept = near_face(in_model, fitted_face)
     framed = in_model - nose_tip
-    if scan.is_point_cloud:
+    depth = framed_depth_mm(triangles, framed, kept, fitted_face - nose_tip, template)
+    return PreparedScan(depth, units, points, framed, kept, registration, triangles)
+
+
+def framed_depth_mm(triangles, framed, kept, fitted_framed, template: FaceTemplate):
+    """The depth image of the scan's kept points, already in the convention's frame (`framed`), completed by
+    the fitted face (its vertices in the same frame): the scan rendered as a mesh of its triangles, or splatted
+    as a point cloud when it has none."""
+    if len(triangles) == 0:
         depth = splat_depth_mm(framed[kept])
     else:
-        triangles = triangles[kept[triangles].all(axis=1)]
-        depth = render_depth_mm(framed, np.zeros(3), triangles)
-    fitted = render_depth_mm(fitted_face, nose_tip, template.triangles)
-    depth = completed_by_fitted_face(depth, fitted)
-    return PreparedScan(depth, units, points, framed, kept, registration)
+        depth = render_depth_mm(framed, np.zeros(3), triangles[kept[triangles].all(axis=1)])
+    fitted = render_depth_mm(fitted_framed, np.zeros(3), template.triangles)
+    return completed_by_fitted_face(depth, fitted)
 
 
 def within_face_extent(scan, units):

@@ -1,4 +1,5 @@
-"""Reading and writing 3D scans: Wavefront OBJ and PLY (ASCII, binary little- and big-endian).
+"""Reading and writing 3D scans: Wavefront OBJ and PLY (ASCII, binary little- and big-endian); read_scan also
+reads the 3D expression databases' formats (BU-3DFE .wrl, Bosphorus .bnt, FRGC .abs) through scan_formats.py.
 
 A scan is its vertices ((N, 3) float64, in the file's own units) and its triangles ((T, 3) int64, 0-based;
 polygons are split into fans (a, b, c), (a, c, d), ...). A file without faces is a point cloud: no triangles.
@@ -9,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SCAN_SUFFIXES = ('.obj', '.ply')
+SCAN_SUFFIXES = ('.obj', '.ply', '.wrl', '.bnt', '.abs')
+DATABASE_SUFFIXES = ('.wrl', '.bnt', '.abs')  # read by scanning/scan_formats.py
 
 _PLY_TYPES = {'char': 'i1', 'int8': 'i1', 'uchar': 'u1', 'uint8': 'u1', 'short': 'i2', 'int16': 'i2',
               'ushort': 'u2', 'uint16': 'u2', 'int': 'i4', 'int32': 'i4', 'uint': 'u4', 'uint32': 'u4',
@@ -32,10 +34,26 @@ class Scan:
 
 
 def read_scan(path):
-    """The Scan in an .obj or .ply file; MeshError naming the file when it cannot be read as one."""
+    """The Scan in an .obj, .ply, .wrl, .bnt or .abs file; MeshError naming the file when it cannot be read as one."""
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in SCAN_SUFFIXES:
-        raise MeshError(f"{path}: not an .obj or .ply file")
+        raise MeshError(f"{path}: not a 3D scan file ({', '.join(SCAN_SUFFIXES)})")
+    if suffix in DATABASE_SUFFIXES:
+        scan = _read_database_scan(path, suffix)
+    else:
+        scan = _read_mesh_file(path, suffix)
+    _check_scan(path, scan)
+    return scan
+
+
+def _read_database_scan(path, suffix):
+    # Imported here, not at the top: scan_formats builds on this module's Scan and MeshError.
+    from scanning import scan_formats
+    readers = {'.wrl': scan_formats.read_wrl, '.bnt': scan_formats.read_bnt, '.abs': scan_formats.read_abs}
+    return readers[suffix](path)
+
+
+def _read_mesh_file(path, suffix):
     try:
         with open(path, 'rb') as file:
             scan = _read_obj(file) if suffix == '.obj' else _read_ply(file)
@@ -45,13 +63,16 @@ def read_scan(path):
         raise MeshError(f"{path}: malformed {suffix[1:].upper()} ({error})") from None
     except StopIteration:
         raise MeshError(f"{path}: malformed PLY (it ends before the rows its header declares)") from None
+    return scan
+
+
+def _check_scan(path, scan):
     if len(scan.vertices) == 0:
         raise MeshError(f"{path}: holds no vertices")
     if not np.isfinite(scan.vertices).all():
         raise MeshError(f"{path}: has vertices that are not finite numbers")
     if len(scan.triangles) and (scan.triangles.min() < 0 or scan.triangles.max() >= len(scan.vertices)):
         raise MeshError(f"{path}: a face uses a vertex that does not exist")
-    return scan
 
 
 def _fans(polygons):

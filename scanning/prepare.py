@@ -1,8 +1,8 @@
-"""--mode prepare: raw 3D face scans (OBJ, PLY) -> depth images under the convention, ready for --mode infer.
+"""--mode prepare: raw 3D face scans (OBJ, PLY, and BU-3DFE .wrl, Bosphorus .bnt, FRGC .abs) -> depth images under the convention, ready for --mode infer.
 
     python convworking.py --mode prepare --input scans/ --output prepared/ [--units mm]
 
-For every NAME.obj / NAME.ply of --input (a file, or a folder, not searched recursively) it writes
+For every NAME.obj / .ply / .wrl / .bnt / .abs of --input (a file, or a folder, not searched recursively) it writes
     DIR/NAME.png           the depth image (16-bit, 0.1 mm, convention version 1; scan_alignment.py),
     DIR/previews/NAME.png  the scan seen from the front as given, after alignment, and the depth image.
 Refused before anything is written, as infer does: a missing input, a folder without scans, an output that
@@ -28,20 +28,21 @@ from scanning.mesh_io import SCAN_SUFFIXES, MeshError, is_scan_file, read_scan
 from support.command_line import PROGRAM
 from support.safe_files import atomic_write, locked_folder
 
+SUFFIX_LIST = ', '.join(SCAN_SUFFIXES)
 PREVIEW_POINTS = 20000  # enough to see the scan's shape; drawing every point of a big scan only costs time
 
 
 def scan_paths(path):
-    """The scans to prepare: the file itself, or the folder's .obj and .ply files in name order."""
+    """The scans to prepare: the file itself, or the folder's scan files (SCAN_SUFFIXES) in name order."""
     if not os.path.exists(path):
-        raise DataError(f"{path}: not found (--input takes an .obj or .ply scan or a folder of them)")
+        raise DataError(f"{path}: not found (--input takes a 3D scan ({SUFFIX_LIST}) or a folder of them)")
     if os.path.isdir(path):
         paths = sorted(os.path.join(path, name) for name in os.listdir(path) if is_scan_file(os.path.join(path, name)))
         if not paths:
-            raise DataError(f"{path}: holds no .obj or .ply scans")
+            raise DataError(f"{path}: holds no 3D scans ({SUFFIX_LIST})")
         return paths
     if not is_scan_file(path):
-        raise DataError(f"{path}: not an .obj or .ply file (prepare reads 3D scans: {', '.join(SCAN_SUFFIXES)})")
+        raise DataError(f"{path}: not a 3D scan file (prepare reads {SUFFIX_LIST})")
     return [path]
 
 
@@ -52,7 +53,7 @@ def result_paths(scan_path, output_dir):
 
 def check_output(input_path, paths, output_dir):
     """Refuse an output that is not a folder, is the input's folder, or holds a file this run would write.
-    Two scans of one name (a.obj, a.ply) would write the same image: refused too."""
+    Two scans of one name (a.obj, a.wrl) would write the same image: refused too."""
     input_dir = input_path if os.path.isdir(input_path) else os.path.dirname(input_path) or '.'
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise DataError(f"{output_dir}: exists and is not a folder (--output takes a folder)")

@@ -258,7 +258,7 @@ def test_prepare_a_folder_writes_images_and_previews_and_skips_bad_scans(scan_fo
     assert again.returncode == 2 and again.stderr.count('\n') == 1 and 'already exists' in again.stderr
 
 
-@pytest.mark.parametrize('name, message', [('broken.obj', 'malformed OBJ'), ('notes.txt', 'not an .obj or .ply'),
+@pytest.mark.parametrize('name, message', [('broken.obj', 'malformed OBJ'), ('notes.txt', 'not a 3D scan file'),
                                            ('nowhere.ply', 'not found')])
 def test_prepare_refuses_a_bad_single_file_in_one_line(scan_folder, tmp_path, name, message):
     done = run_program('--mode', 'prepare', '--input', scan_folder / name, '--output', tmp_path / 'out')
