@@ -119,7 +119,9 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
                 f"({(step - step_start) * images_per_step / max(elapsed, 1e-9):.1f} img/s)" if step > step_start
                 else f"already at its last step ({step}): nothing to train (a larger --max-steps trains on, "
                      "--restart starts over)")
-        print(f"{PROGRAM}: {done}; best {task.format_score(best)}, saved as {checkpoints.best_prefix()}")
+        best = (f"selection score {best:.3f} (the mean of valid and held-out family RMSE, mm)"
+                if family_set is not None else task.format_score(best))
+        print(f"{PROGRAM}: {done}; best {best}, saved as {checkpoints.best_prefix()}")
 
 
 def training_options(options):
