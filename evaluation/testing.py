@@ -34,7 +34,8 @@ def test_checkpoint(options, restore):
             written.append(f'test_grid_{number}.png')
             save_grid(os.path.join(options.results_dir, written[-1]), task, test_set, outputs,
                       examples[start:start + 12], options.threshold_mm,
-                      f'test split, {os.path.basename(prefix)}: input, ground truth, output, thresholded output')
+                      f'test split, {os.path.basename(prefix)}: input, ground truth, output, background removed, '
+                      'its error')
         write_strict_json(os.path.join(options.results_dir, 'test_metrics.json'), metrics)
     print()
     task.print_metrics(metrics)

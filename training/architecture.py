@@ -5,7 +5,7 @@ the field, not in a traceback while the graph is built, and a value that contrad
 give outputs that are silently wrong. The checkpoint's variables (names, shapes) catch what adds a variable
 (kernel size, channels, modules, batch norm, residual); what adds none (skip links, standardisation) is caught
 by the architecture recorded in the checkpoint itself (ARCHITECTURE_VARIABLE), which training writes with
-the weights, or, for the shipped checkpoints made before it existed, by KNOWN_CHECKPOINTS.
+the weights, or, for the shipped checkpoint made before it existed, by KNOWN_CHECKPOINTS.
 """
 import hashlib
 import json
@@ -23,12 +23,10 @@ FLAGS = ('batch_norm', 'residual', 'standardize')
 # The architecture as training saw it, a JSON string variable saved with the weights.
 ARCHITECTURE_VARIABLE = 'architecture'
 
-# The shipped checkpoints predate ARCHITECTURE_VARIABLE. Their .index files hold every tensor's checksum, so
-# the hash of one names its weights; these are the architectures they were trained with (their TRAINING.md).
+# The shipped segmentation checkpoint predates ARCHITECTURE_VARIABLE (the shipped expression remover records it).
+# An .index file holds every tensor's checksum, so its hash names the weights; this is the architecture they were
+# trained with (their TRAINING.md).
 KNOWN_CHECKPOINTS = {
-    'c18d1b4b3baa41b6ee5f2e451325e5ff7e2bb5956d23373f3b5d50e6e73904c5': {   # checkpoints/remove/best-31000
-        'task': 'remove', 'kernel_size': 5, 'channels': 64, 'modules': 3, 'skip_links': 'all',
-        'batch_norm': True, 'residual': True, 'standardize': False},
     '1f96dc9faa8ce8e986a48d4b9fec41e3356570372ed730d34dae1a72e23b6907': {   # checkpoints/segment/best-4000
         'task': 'segment', 'kernel_size': 5, 'channels': 64, 'modules': 3, 'skip_links': 'pools',
         'batch_norm': True, 'residual': False, 'standardize': True},
