@@ -9,6 +9,7 @@ from evaluation.metrics import as_image_batch, face_mask
 
 BASELINE_NAMES = ('identity', 'mean_face', 'linear', 'model_fit')
 
+
 def mean_face(train_neutral_targets_mm):
     """Mean neutral depth (H x W, mm) of the training subjects' neutral faces.
 

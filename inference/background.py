@@ -32,4 +32,5 @@ def surface_mask(output_mm, input_mm, threshold_mm):
 
 def with_background(output_mm, input_mm, threshold_mm):
     """The output with every pixel that is not surface (surface_mask) set to 0, the convention's background."""
-    return np.where(surface_mask(output_mm, input_mm, threshold_mm), output_mm, 0).astype(np.asarray(output_mm).dtype)
+    output_mm = np.asarray(output_mm)
+    return np.where(surface_mask(output_mm, input_mm, threshold_mm), output_mm, 0).astype(output_mm.dtype)
