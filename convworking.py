@@ -84,14 +84,15 @@ class Network:
     for_export fixes is_training to False, so that batch normalisation is built without a tf.cond and the
     graph freezes to plain operations. Test and infer keep the placeholder (default False): grappler optimises
     the two graphs differently, and the placeholder's graph reproduces the published test metrics bit for bit
-    (the fixed one differs from them by about 1e-8 mm).
+    (the fixed one differs from them by about 1e-8 mm). mirror_average (test, infer, export) averages the
+    output with the mirrored output of the mirrored input; training and validation score the network alone.
     """
 
     IMAGE_HEIGHT = IMAGE_WIDTH = IMAGE_SIZE
     IMAGE_CHANNELS = 1
 
-    def __init__(self, architecture, bfloat16=False, training=None, for_export=False):
-        self.architecture = architecture
+    def __init__(self, architecture, bfloat16=False, training=None, for_export=False, mirror_average=False):
+        self.architecture, self.mirror_average = architecture, mirror_average
         self.task = TASKS[architecture['task']]
         shape = [None, self.IMAGE_HEIGHT, self.IMAGE_WIDTH, self.IMAGE_CHANNELS]
         self.inputs = tf.compat.v1.placeholder(tf.float32, shape, name='inputs')
@@ -101,6 +102,13 @@ class Network:
         self.layers = encoder_layers(architecture, self.is_training)
 
         net = self.inputs
+        if mirror_average:
+            # Each face and its mirror image in one batch; the output averages the network's answer with the
+            # mirrored answer for the mirrored face. The network cannot mirror its own behaviour exactly (its
+            # stride-2 padding is one-sided), so the two answers differ, and their mean is closer to the truth
+            # (results/experiments.md).
+            net = tf.concat([net, tf.reverse(net, [2])], 0)
+        network_inputs = net
         if architecture['standardize']:
             net = tf.map_fn(tf.image.per_image_standardization, net)
         if bfloat16:
@@ -114,7 +122,11 @@ class Network:
             net = layer.create_layer_reversed(net, prev_layer=encoder_outputs[layer.name],
                                               is_output=layer is self.layers[0])
         self.logits = tf.cast(net, tf.float32)
-        self.output = tf.identity(self.task.output(tf, self.logits, self.inputs, architecture), name='output')
+        output = self.task.output(tf, self.logits, network_inputs, architecture)
+        if mirror_average:
+            direct, mirrored = tf.split(output, 2)
+            output = (direct + tf.reverse(mirrored, [2])) / 2
+        self.output = tf.identity(output, name='output')
 
         self.global_step = tf.compat.v1.train.get_or_create_global_step()
         # The task's validation score of the best checkpoint (lower is better), kept in the checkpoints.
@@ -219,7 +231,8 @@ def restore_for_inference(options, for_export=False):
                          "(train first, or give --checkpoint PATH)")
     architecture = resolve_architecture(options, read_options(os.path.dirname(prefix)), prefix)
     tf.compat.v1.reset_default_graph()
-    network = Network(architecture, bfloat16=options.bfloat16, for_export=for_export)
+    network = Network(architecture, bfloat16=options.bfloat16, for_export=for_export,
+                      mirror_average=options.mirror_average)
     variables = network.model_variables
     session = tf.compat.v1.Session()
     restore_checkpoint(tf.compat.v1.train.Saver(variables), session, prefix, variables, architecture)
@@ -259,8 +272,9 @@ EXAMPLES = (
     ('a sample 3D scan (a new identity, surprised, turned) to a depth image, then its neutral face',
      f'python {PROGRAM} --mode prepare --input samples/scan_surprise.ply --output runs/prepared'),
     (None, f'python {PROGRAM} --mode infer --input runs/prepared --output runs/neutral_scan'),
-    ('the model for use without this code: frozen graphs, SavedModel, OpenCV graph',
-     f'python {PROGRAM} --mode export --output runs/exported'),
+    ('the model for use without this code: frozen graphs, SavedModel, OpenCV graph (OpenCV reads the network\n'
+     'alone, without the mirror average of test and infer)',
+     f'python {PROGRAM} --mode export --no-mirror-average --output runs/exported'),
     ('a smoke run: 200 steps on the committed training split only (nothing rendered), 2-3 minutes on the\n'
      'project\'s 2-core CPU (bfloat16)',
      f'python {PROGRAM} --mode train --max-steps 200 --generated-subjects 0 --family-subjects 0 '
@@ -400,6 +414,9 @@ def parse_args(argv=None):
                              'and export compute in float32 unless this is given)')
     parser.add_argument('--flip', action=argparse.BooleanOptionalAction, default=True,
                         help='mirror a random half of each training batch left-right')
+    parser.add_argument('--mirror-average', action=argparse.BooleanOptionalAction,
+                        help='test, infer, export: average the output with the mirrored output of the mirrored '
+                             'input (twice the computation; default: on for remove, off for segment)')
     parser.add_argument('--threshold-mm', type=finite_float, default=10.0,
                         help='beside the input\'s face, outputs below this height (mm) count as background '
                              '(inference/background.py; on the input\'s face, below 1 mm): in the grids, in '
@@ -464,6 +481,7 @@ class Options:
     loss_region: str
     bfloat16: bool
     flip: bool
+    mirror_average: bool      # test, infer, export
     threshold_mm: float
     # the architecture as given (None: the checkpoint's, else ARCHITECTURE_DEFAULTS; see resolve_architecture)
     kernel_size: int
@@ -503,6 +521,8 @@ def resolve_options(args, error):
                 error(f"--{option.replace('_', '-')} does not fit --task segment (its data are photographs)")
     elif args.targets is not None:
         error(f"--targets does not fit --task {name} (it chooses the masks of --task segment)")
+    if args.mode == 'train' and args.mirror_average is not None:
+        error("--mirror-average does not fit --mode train (training and its validation score the network alone)")
     for option, value, allowed in (('--loss', args.loss, task.losses),
                                    ('--loss-region', args.loss_region, task.loss_regions)):
         if value is not None and value not in allowed:
@@ -534,7 +554,8 @@ def resolve_options(args, error):
         plain_subjects=min(plain_subjects, generated_subjects) if remove and variations else 0,
         family_subjects=family_subjects,
         checkpoint_dir=checkpoint_dir, results_dir=results_dir, loss=args.loss or task.default_loss,
-        loss_region=args.loss_region or task.loss_regions[0], bfloat16=bfloat16))
+        loss_region=args.loss_region or task.loss_regions[0], bfloat16=bfloat16,
+        mirror_average=remove if args.mirror_average is None else args.mirror_average))
 
 
 def default_folders(args, task, error):

@@ -36,7 +36,8 @@ def test_checkpoint(options, restore):
                       examples[start:start + 12], options.threshold_mm,
                       f'test split, {os.path.basename(prefix)}: input, ground truth, output, background removed, '
                       'its error')
-        write_strict_json(os.path.join(options.results_dir, 'test_metrics.json'), metrics)
+        write_strict_json(os.path.join(options.results_dir, 'test_metrics.json'),
+                          dict(metrics, mirror_average=network.mirror_average))
     print()
     task.print_metrics(metrics)
     print()

@@ -238,9 +238,13 @@ def write_export(session, network, checkpoint, graph_def, directory, targets, th
             raise RuntimeError(f"the exported {form} differs from the checkpoint by {difference:.3g} "
                                f"(tolerance {EXPORT_TOLERANCE})")
     differences['opencv_graph'], opencv_problem = try_opencv_export(graph_def, opencv_path, batch, expected)
-    if opencv_problem and bfloat16:
-        opencv_problem = ('the graph computes in bfloat16 (--bfloat16 adds Cast operations, which OpenCV does not '
-                          f'read; export without --bfloat16 for OpenCV, the checkpoint is the same). {opencv_problem}')
+    # operations OpenCV does not read, of options that change how the checkpoint is run, not the checkpoint
+    unread = [what for given, what in ((bfloat16, 'Cast operations (--bfloat16)'),
+                                       (network.mirror_average, 'ReverseV2 operations (--mirror-average)')) if given]
+    if opencv_problem and unread:
+        opencv_problem = (f"the graph has {' and '.join(unread)}, which OpenCV does not read; export with "
+                          '--no-bfloat16 --no-mirror-average for OpenCV, the checkpoint is the same. '
+                          f'{opencv_problem}')
 
     step, valid_rmse = session.run([network.global_step, network.best_valid_score])
     shape = [None, IMAGE_SIZE, IMAGE_SIZE, 1]
@@ -270,6 +274,7 @@ def write_export(session, network, checkpoint, graph_def, directory, targets, th
         'test_rmse_mm': test_rmse_mm,
         'architecture': network.architecture,
         'bfloat16': bfloat16,
+        'mirror_average': network.mirror_average,
         'max_abs_difference_to_checkpoint': differences,
     }
     write_strict_json(info_path, info)

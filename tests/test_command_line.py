@@ -107,7 +107,7 @@ def test_test_mode_metrics_match_a_numpy_recomputation(trained, tmp_path):
     targets = network_to_mm(test_set.targets)
     face = targets > 0
     errors = [(o - t)[f] for o, t, f in zip(outputs, targets, face)]
-    assert resolve_recorded_path(metrics['checkpoint']) == os.path.abspath(prefix)
+    assert resolve_recorded_path(metrics['checkpoint']) == os.path.abspath(prefix) and metrics['mirror_average']
     assert metrics['n_images'] == len(test_set)
     assert metrics['rmse_mm'] == pytest.approx(np.mean([np.sqrt(np.mean(e ** 2)) for e in errors]), rel=1e-4)
     assert metrics['mae_mm'] == pytest.approx(np.mean([np.mean(np.abs(e)) for e in errors]), rel=1e-4)

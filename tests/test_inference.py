@@ -39,14 +39,20 @@ def checkpoint(tiny_data, tmp_path_factory):
     return prefix, architecture
 
 
-def checkpoint_outputs(checkpoint, batch):
-    """The network's output for a batch (network scale), computed in this process from the checkpoint."""
+def checkpoint_outputs(checkpoint, batch, mirror_average=True):
+    """The network's output for a batch (network scale), computed in this process from the checkpoint; with
+    mirror_average (the default of infer and export), averaged here with the mirrored output of the mirrored
+    batch."""
     prefix, architecture = checkpoint
     with tf.Graph().as_default():
         network = Network(architecture)
         with tf.compat.v1.Session() as session:
             tf.compat.v1.train.Saver(network.model_variables).restore(session, prefix)
-            return session.run(network.output, {network.inputs: batch})
+            direct = session.run(network.output, {network.inputs: batch})
+            if not mirror_average:
+                return direct
+            mirrored = session.run(network.output, {network.inputs: batch[:, :, ::-1]})[:, :, ::-1]
+            return (direct + mirrored) / 2
 
 
 def faces_mm(count, seed=1):
@@ -249,7 +255,7 @@ def exported(checkpoint, tmp_path_factory):
     with open(results / 'test_metrics.json', 'w') as file:
         json.dump({'checkpoint': checkpoint[0], 'data': str(root / 'data'), 'rmse_mm': 4.25}, file)
     done = run_program('--mode', 'export', '--checkpoint', checkpoint[0], '--results-dir', results,
-                       '--data', root / 'data', '--output', root / 'model')
+                       '--data', root / 'data', '--output', root / 'model', '--no-mirror-average')
     assert done.returncode == 0, done.stderr
     return root / 'model', done
 
@@ -270,7 +276,7 @@ def test_export_writes_the_files_and_model_json(checkpoint, exported):
     assert info['valid_rmse_mm'] == pytest.approx(tf.train.load_variable(checkpoint[0], 'best_valid_score'))
     assert info['test_rmse_mm'] == 4.25
     assert info['saved_model']['signature'] == 'serving_default'
-    assert info['opencv_graph']['file'] == 'frozen_graph_opencv.pb'
+    assert info['opencv_graph']['file'] == 'frozen_graph_opencv.pb' and info['mirror_average'] is False
     assert all(value < 1e-4 for value in info['max_abs_difference_to_checkpoint'].values())
 
 
@@ -292,10 +298,27 @@ def test_exported_forms_reproduce_the_checkpoint_without_the_projects_code(check
                           cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     outputs = np.load(tmp_path / 'outputs.npz')
-    expected = checkpoint_outputs(checkpoint, batch)
+    expected = checkpoint_outputs(checkpoint, batch, mirror_average=False)
     for form in ('frozen', 'saved', 'opencv'):
         assert outputs[form].shape == expected.shape
         assert np.abs(outputs[form] - expected).max() < 1e-4, form
+
+
+def test_export_averages_with_the_mirror_by_default_and_says_why_opencv_cannot(checkpoint, tmp_path):
+    done = run_program('--mode', 'export', '--checkpoint', checkpoint[0], '--results-dir', tmp_path / 'results',
+                       '--data', tmp_path / 'data', '--output', tmp_path / 'model')
+    assert done.returncode == 0, done.stderr
+    info = json.loads((tmp_path / 'model' / 'model.json').read_text())
+    assert info['mirror_average'] is True and info['opencv_graph']['file'] is None
+    assert '--no-mirror-average' in info['opencv_graph']['note'] and '--no-mirror-average' in done.stdout
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString((tmp_path / 'model' / 'frozen_graph.pb').read_bytes())
+    batch = mm_to_network(np.stack(faces_mm(3, seed=7)))[..., None]
+    with tf.Graph().as_default() as graph:
+        tf.compat.v1.import_graph_def(graph_def, name='')
+        with tf.compat.v1.Session(graph=graph) as session:
+            frozen = session.run('output:0', {'inputs:0': batch})
+    assert np.abs(frozen - checkpoint_outputs(checkpoint, batch)).max() < 1e-4
 
 
 def test_export_refuses_to_overwrite(checkpoint, exported):

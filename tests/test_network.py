@@ -9,11 +9,11 @@ from depth.convention import mm_to_network
 TINY = dict(ARCHITECTURE_DEFAULTS, channels=8, kernel_size=3)
 
 
-def build(architecture, training=None, for_export=False):
+def build(architecture, training=None, for_export=False, mirror_average=False):
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.set_random_seed(0)
-        network = Network(architecture, training=training, for_export=for_export)
+        network = Network(architecture, training=training, for_export=for_export, mirror_average=mirror_average)
     return graph, network
 
 
@@ -40,6 +40,25 @@ def test_encoder_shrinks_and_decoder_restores_the_image_shape(architecture, bott
         assert session.run(bottleneck_tensor, {network.inputs: batch}).shape == (3, *bottleneck)
     assert output.shape == (3, 128, 128, 1)
     assert network.output.name == 'output:0'
+
+
+def test_mirror_average_is_the_mean_of_the_output_and_the_mirrored_output_of_the_mirrored_input(tmp_path):
+    batch = np.random.default_rng(1).random((3, 128, 128, 1), np.float32)
+    graph, network = build(TINY)
+    with graph.as_default(), tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        gate, = [v for v in network.model_variables if v.op.name == 'residual_gate']
+        session.run(gate.assign(0.5))  # not 'do nothing'
+        direct, mirrored = (session.run(network.output, {network.inputs: images}) for images in
+                            (batch, batch[:, :, ::-1]))
+        prefix = tf.compat.v1.train.Saver(network.model_variables).save(session, str(tmp_path / 'weights'))
+    graph, averaging = build(TINY, mirror_average=True)
+    with graph.as_default(), tf.compat.v1.Session() as session:
+        tf.compat.v1.train.Saver(averaging.model_variables).restore(session, prefix)
+        averaged = session.run(averaging.output, {averaging.inputs: batch})
+    assert averaged.shape == batch.shape
+    np.testing.assert_allclose(averaged, (direct + mirrored[:, :, ::-1]) / 2, atol=1e-6)
+    assert np.abs(direct - mirrored[:, :, ::-1]).max() > 1e-3   # the network alone is not mirror-symmetric
 
 
 def test_decoder_reuses_the_encoders_kernels():

@@ -214,11 +214,14 @@ def test_task_defaults_and_options_that_do_not_fit(capsys):
         ('targets_face_only', 'rmse', 'image', False)
     remove = convworking.parse_args(['--mode', 'test'])
     assert (remove.data, remove.results_dir) == (os.path.join(REPO, 'data128_128'), os.path.join(REPO, 'results'))
+    assert (remove.mirror_average, segment.mirror_average) == (True, False)
+    assert convworking.parse_args(['--mode', 'test', '--no-mirror-average']).mirror_average is False
     assert convworking.parse_args(['--mode', 'train', '--task', 'segment', '--loss', 'bce']).loss == 'bce'
     for argv, fragment in ((['--task', 'segment', '--residual'], '--residual'),
                            (['--task', 'segment', '--loss', 'mse'], '--loss mse'),
                            (['--task', 'segment', '--loss-region', 'face'], '--loss-region face'),
-                           (['--targets', 'targets'], '--targets')):
+                           (['--targets', 'targets'], '--targets'),
+                           (['--mirror-average'], '--mirror-average')):
         with pytest.raises(SystemExit) as stopped:
             convworking.parse_args(['--mode', 'train'] + argv)
         assert stopped.value.code == 2
