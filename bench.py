@@ -48,6 +48,10 @@ convolutions only (batch normalisation, activations, pooling, loss: well under 1
 the encoder and costs the same, so forward = 2 x 2 x encoder multiply-adds. A training image costs 3 x
 forward (forward, gradient for the inputs, gradient for the weights), the usual convention.
 """
+if __name__ == '__main__':  # before the imports, which take a second: Ctrl-C during them ends it in one line
+    from support.command_line import stop_at_once_while_starting
+    stop_at_once_while_starting()
+
 import argparse
 import os
 import sys
@@ -59,7 +63,8 @@ from benchmark.peers import IMAGE_SHAPE, worker_keras, worker_torch
 from benchmark.report import PRECISIONS, assemble, print_report, read_targets
 from benchmark.workers import worker_graph, worker_program
 from support.command_line import (DefaultsHelpFormatter, OneLineErrorParser, UsageError, check_existing,
-                                  check_output_file, non_negative_float, positive_int, report_error, whole_number)
+                                  check_output_file, exit_status, non_negative_float, positive_int, report_error,
+                                  whole_number)
 from training.architecture import MAX_CHANNELS, MAX_KERNEL_SIZE
 from support.paths import REPOSITORY
 from support.safe_files import write_strict_json
@@ -301,4 +306,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(exit_status(BENCH, main))

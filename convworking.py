@@ -9,6 +9,10 @@ tf.compat.v1: placeholders, sessions, savers, checkpoints.
     python convworking.py --mode train --task segment   # the original's face segmentation (LFW Part Labels),
                                                         # checkpoints in checkpoints/segment/, results/segment/
 """
+if __name__ == '__main__':  # before the imports, which take seconds: Ctrl-C during them ends it in one line
+    from support.command_line import stop_at_once_while_starting
+    stop_at_once_while_starting()
+
 import argparse
 import collections
 import dataclasses
@@ -24,9 +28,9 @@ from evaluation import testing
 from faces import generated
 from faces.variation import VARIATIONS
 from scanning import prepare
-from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, Terminated, UsageError,
-                                  examples_text, finite_float, positive_float, positive_int, report_error, say,
-                                  stop_on_sigterm, whole_number)
+from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, examples_text,
+                                  exit_status, finite_float, positive_float, positive_int, report_error, report_stop,
+                                  say, whole_number)
 from support.machine import cpu_supports_bfloat16
 from support.paths import REPOSITORY, enclosing, same_folder
 from support.quiet_tensorflow import error_summary, import_tensorflow_quietly, tf
@@ -588,9 +592,9 @@ def main(argv=None, observer=TrainingObserver()):
     """The command line; `observer` watches a training (see TrainingObserver)."""
     argv = sys.argv[1:] if argv is None else [str(word) for word in argv]
     options = parse_args(argv)
-    if options.mode != 'prepare':  # prepare needs no network: it does not wait for TensorFlow to load
-        tf.compat.v1.disable_eager_execution()
     try:
+        if options.mode != 'prepare':  # prepare needs no network: it does not wait for TensorFlow to load
+            tf.compat.v1.disable_eager_execution()
         if options.mode == 'train':
             train(options, observer)
         elif options.mode == 'prepare':
@@ -604,14 +608,11 @@ def main(argv=None, observer=TrainingObserver()):
     except tf.errors.OpError as error:  # the same, met by TensorFlow's own file writing (checkpoints, logs)
         report_error(PROGRAM, error_summary(error))
         return 2
-    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as Terminated (stop_on_sigterm)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as Terminated (support.command_line.stop_by_exception)
         note = loop.interrupted_training_note(task_checkpoint_dir(options), argv) if options.mode == 'train' else ''
-        terminated = isinstance(stop, Terminated)
-        print(f"\n{PROGRAM}: {'terminated' if terminated else 'interrupted'}{note}", file=sys.stderr)
-        return 143 if terminated else 130
+        return report_stop(PROGRAM, stop, note)
     return 0
 
 
 if __name__ == '__main__':
-    stop_on_sigterm()
-    sys.exit(main())
+    sys.exit(exit_status(PROGRAM, main))

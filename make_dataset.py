@@ -10,6 +10,10 @@ plane 120 mm behind that nose tip, stored as 16-bit PNG in 0.1 mm units.
     python make_dataset.py --from-scans BU3DFE/ --output bu3dfe128/   # pairs from your own scan collection
                                       # (BU-3DFE .wrl, Bosphorus .bnt, or a file,subject,code list: scanning/)
 """
+if __name__ == "__main__":  # before the imports, which take a second: Ctrl-C during them ends it in one line
+    from support.command_line import stop_at_once_while_starting
+    stop_at_once_while_starting()
+
 import os
 import sys
 import time
@@ -23,8 +27,8 @@ from faces.variation import VARIATIONS
 from scanning.alignment import face_template
 from scanning.collection import COLLECTIONS, find_collection
 from scanning.collection_build import build_collection, summary_line
-from support.command_line import (OneLineErrorParser, UsageError, error_line, non_negative_float, report_error,
-                                  whole_number)
+from support.command_line import (OneLineErrorParser, UsageError, error_line, exit_status, non_negative_float,
+                                  report_error, report_stop, whole_number)
 from support.paths import REPOSITORY
 
 DEFAULT_OUTPUT = Path(REPOSITORY) / "data128_128"
@@ -115,7 +119,8 @@ def check_source_options(parser, options):
 
 def written(write):
     """write() (a dataset's staged write), its failures as exit statuses: 0 written, 1 writing failed, 2 bad input
-    found on the way (e.g. no usable scan), 130 interrupted; the output folder is left as it was unless 0."""
+    found on the way (e.g. no usable scan), 130 interrupted (143 terminated); the output folder is left as it was
+    unless 0."""
     try:
         write()
     except UsageError as error:
@@ -124,9 +129,8 @@ def written(write):
     except (OSError, DepthImageError) as error:
         report_error(GENERATOR, f"writing the dataset failed: {error_line(error)}")
         return 1
-    except KeyboardInterrupt:
-        print(f"\n{GENERATOR}: interrupted; the output folder was left as it was", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as Terminated
+        return report_stop(GENERATOR, stop, '; the output folder was left as it was')
     return 0
 
 
@@ -176,4 +180,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(GENERATOR, main))

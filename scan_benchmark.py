@@ -10,7 +10,12 @@ scan -> prepare -> infer (scanning.measurement).
     python scan_benchmark.py --write-collection DIR --collection bu3dfe --subjects 20   # only a synthetic scan
                                   # collection (neutral + 4 expressions each) for make_dataset --from-scans
 """
+if __name__ == '__main__':  # before the imports, which take a second: Ctrl-C during them ends it in one line
+    from support.command_line import stop_at_once_while_starting
+    stop_at_once_while_starting()
+
 import json
+import sys
 import os
 import tempfile
 
@@ -20,7 +25,8 @@ from faces.model import DEFAULT_FACE_MODEL, load_face_model
 from scanning.measurement import HEIGHT_ERROR_BOUND_MM, averages, measure_prepare, neutralisation_rmse, write_preview
 from scanning.synthetic import SAMPLE_FILE, write_sample_scan
 from scanning.synthetic_collection import write_collection
-from support.command_line import OneLineErrorParser, UsageError, check_existing, check_output_file, whole_number
+from support.command_line import (OneLineErrorParser, UsageError, check_existing, check_output_file, exit_status,
+                                  whole_number)
 from support.paths import REPOSITORY
 from support.safe_files import write_strict_json
 
@@ -101,4 +107,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(exit_status('scan_benchmark.py', main))

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from depth.convention import PIXEL_PITCH_MM, network_to_mm
 from evaluation.metrics import EXPRESSION_NAMES, parse_name
+from support.command_line import display_name
 from support.safe_files import atomic_write
 
 MAX_COLUMNS = 12
@@ -38,10 +39,11 @@ BACKGROUND = (1.0, 1.0, 1.0)   # the colour of no surface
 
 
 def column_label(name):
-    """'0103 HA04\\nhappiness' for data set names (subject, expression code and level); else the file's stem."""
+    """'0103 HA04\\nhappiness' for data set names (subject, expression code and level); else the file's stem, as
+    display_name shows it (a name that is not UTF-8 would stop matplotlib)."""
     subject, code, level = parse_name(name)
     if subject is None:
-        return os.path.splitext(os.path.basename(name))[0][:16]
+        return display_name(os.path.splitext(os.path.basename(name))[0])[:16]
     return f"{subject} {code}{level}\n{EXPRESSION_NAMES.get(code, '')}"
 
 
@@ -95,12 +97,12 @@ def results_grid_figure(rows, names, title, depth=True):
             if column == 0:
                 axis.set_ylabel(ROW_TITLES[row_index], fontsize=9)
             if row_index == 0:
-                axis.set_title(column_label(names[column]), fontsize=8)
+                axis.set_title(column_label(names[column]), fontsize=8, parse_math=False)  # a $ is no formula
     if depth:
         height_colour_bar(figure, norm, axes[:4], shrink=0.8, pad=0.01)
         figure.colorbar(ScalarMappable(error_norm, ERROR_COLOURS), ax=axes[4:], label=ERROR_LABEL, shrink=0.9,
                         pad=0.01, extend='both')
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(title, fontsize=10, parse_math=False)
     return figure
 
 

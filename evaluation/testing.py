@@ -3,8 +3,8 @@ import os
 import time
 
 from evaluation.plotting import grid_examples, save_grid
-from support.command_line import say
-from support.safe_files import locked_folder, write_strict_json
+from support.command_line import check_room, say
+from support.safe_files import locked_folder, remove_leftovers, write_strict_json
 from training.tasks import TASKS
 
 
@@ -15,7 +15,8 @@ def test_checkpoint(options, restore):
     started = time.time()
     say(f"loading the test split of {options.data} and the model")
     data = options.data_source()
-    test_set, gallery = task.load(data, 'test'), task.load_gallery(data)
+    check_room(options.results_dir, '--results-dir')
+    (test_set, train), gallery = task.load_for_testing(data), task.load_gallery(data)
     session, network, prefix = restore()
     say(f"testing {prefix}: the model's outputs for the {len(test_set)} test images")
     with session:
@@ -25,8 +26,9 @@ def test_checkpoint(options, restore):
             say(f"the model's outputs for the {len(gallery)} images of the recognition gallery")
             gallery_outputs = network.predict(session, gallery.batches(options.batch_size))
     with locked_folder(options.results_dir, '--results-dir'):
+        remove_leftovers(options.results_dir, say)
         metrics = task.evaluate(data, test_set, outputs, prefix, say, options.results_dir, options.threshold_mm,
-                                gallery, gallery_outputs, options.model_fit_every)
+                                gallery, gallery_outputs, options.model_fit_every, train)
         say("the grids")
         examples = grid_examples(test_set, 4 * 12)
         written = ['test_metrics.json', *task.report_files]

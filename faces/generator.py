@@ -10,7 +10,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +23,9 @@ from faces.expressions import (DECIMALS, INTENSITIES, PROTOTYPES, mixture_action
                                random_mixture_weights)
 from faces.model import FaceModel
 from faces.variation import Switches, expression_intensity, vary_expression, vary_input_image, vary_subject
-from support.command_line import UsageError
+from support.command_line import UsageError, leave_ctrl_c_to_the_parent
 from support.progress import ProgressLine
+from support.safe_files import remove_leftovers, remove_path, temporary_name
 
 GENERATOR = "make_dataset.py"  # the command that runs this generator, as dataset.json records it
 GENERATOR_VERSION = "1.0"
@@ -220,6 +220,7 @@ _worker_model = None  # the model in a worker process, set once by the pool's in
 def _set_worker_model(model):
     global _worker_model
     _worker_model = model
+    leave_ctrl_c_to_the_parent()
 
 
 def _render_in_worker(job):
@@ -265,10 +266,14 @@ def generate(options, model: FaceModel, subjects):
 
 
 def staged_write(output: Path, write):
-    """write(staging folder) into a staging folder beside `output`, then move what it wrote of OWNED in: an
-    interrupted or failed run leaves an existing dataset as it was. (make_dataset --from-scans uses it too.)"""
+    """write(staging folder) into a staging folder beside `output` (.NAME.partial-PID), then move what it wrote
+    of OWNED in: an interrupted or failed run leaves an existing dataset as it was, and the staging folder a
+    killed run left is removed by the next run, which says so. (make_dataset --from-scans uses it too.)"""
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    remove_leftovers(output.parent, lambda text: print(f"{GENERATOR}: {text}", flush=True), of=output.name)
+    staging = Path(temporary_name(output))
+    remove_path(staging)
+    staging.mkdir()
     try:
         write(staging)
         output.mkdir(exist_ok=True)

@@ -6,7 +6,9 @@ export (--mode export --output DIR)
   DIR/frozen_graph_opencv.pb (the same for cv2.dnn.readNetFromTensorflow, see opencv_graph; left out, with
   the reason in model.json, when OpenCV cannot run it) and DIR/model.json (names, shapes, scale, checkpoint,
   step, validation and test RMSE). Every form is reloaded and must reproduce the checkpoint's output to
-  EXPORT_TOLERANCE. Refuses a DIR already holding any of these files.
+  EXPORT_TOLERANCE. Everything is written into a hidden folder beside DIR (.DIR.partial-PID), renamed to DIR
+  once complete: an export is whole or absent, however it stops (kill -9 included), and the next export there
+  removes what a killed one left. Refuses a DIR that exists, unless it is an empty folder.
 """
 import json
 import os
@@ -17,9 +19,9 @@ import tensorflow as tf
 
 from depth.convention import FULL_SCALE_MM, IMAGE_SIZE, MM_PER_PNG_UNIT, VERSION, mm_to_network
 from depth.dataset import DataError
-from support.command_line import PROGRAM
+from support.command_line import PROGRAM, say
 from support.paths import recorded_path, resolve_recorded_path
-from support.safe_files import atomic_path, atomic_write, locked_folder, remove_path, write_strict_json
+from support.safe_files import atomic_path, atomic_write, remove_leftovers, write_strict_json
 
 FROZEN_GRAPH_FILE = 'frozen_graph.pb'
 OPENCV_GRAPH_FILE = 'frozen_graph_opencv.pb'
@@ -195,35 +197,39 @@ def export_model(session, network, checkpoint, directory, threshold_mm, bfloat16
     """--mode export: write the frozen graphs, the SavedModel and model.json into `directory`, and check them.
     model.json records threshold_mm (the background threshold infer uses), whether the network computes in
     bfloat16 and the checkpoint's test RMSE (None if not measured)."""
-    names = (FROZEN_GRAPH_FILE, OPENCV_GRAPH_FILE, SAVED_MODEL_FOLDER, MODEL_INFO_FILE)
-    targets = [os.path.join(directory, name) for name in names]
-    check_export_folder(directory, targets)
+    check_export_folder(directory)
     graph_def = frozen_inference_graph(session, network)
-    # Checked again once the folder is held: another run may have written there meanwhile.
-    with locked_folder(directory, '--output folder'):
-        check_export_folder(directory, targets)
-        try:
-            write_export(session, network, checkpoint, graph_def, directory, targets, threshold_mm, bfloat16,
-                         test_rmse_mm)
-        except BaseException:
-            # None of them existed before (checked above): a partial export would only block the rerun.
-            for path in targets:
-                remove_path(path)
-            raise
+    parent, name = os.path.split(os.path.normpath(directory))
+    remove_leftovers(parent or '.', say, of=name)
+    # A hidden folder renamed to `directory` once complete (see the module doc). The rename fails, naming
+    # `directory`, if another export made it meanwhile (an empty folder is replaced).
+    with atomic_path(directory) as staging:
+        os.makedirs(staging)
+        info = write_export(session, network, checkpoint, graph_def, staging, threshold_mm, bfloat16, test_rmse_mm)
+    opencv = info['opencv_graph']
+    written = [FROZEN_GRAPH_FILE, *([opencv['file']] if opencv['file'] else []), f'{SAVED_MODEL_FOLDER}/',
+               MODEL_INFO_FILE]
+    differences = [value for value in info['max_abs_difference_to_checkpoint'].values() if value is not None]
+    print(f"{PROGRAM}: exported {os.path.basename(checkpoint)} (step {info['step']}) to {directory}: "
+          f"{', '.join(written)}; each reproduces the checkpoint to within {max(differences):.1g}")
+    if not opencv['file']:
+        print(f"{PROGRAM}: no {OPENCV_GRAPH_FILE}: {opencv['note']}")
 
 
-def check_export_folder(directory, targets):
-    if os.path.exists(directory) and not os.path.isdir(directory):
+def check_export_folder(directory):
+    if os.path.lexists(directory) and not os.path.isdir(directory):
         raise DataError(f"{directory}: exists and is not a folder (--output takes a folder)")
-    existing = [path for path in targets if os.path.lexists(path)]
-    if existing:
-        raise DataError(f"{existing[0]}: already exists; export never overwrites: remove it or give another "
+    if os.path.isdir(directory) and os.listdir(directory):
+        raise DataError(f"{directory}: already exists; export never overwrites: remove it or give another "
                         "--output folder")
 
 
-def write_export(session, network, checkpoint, graph_def, directory, targets, threshold_mm, bfloat16, test_rmse_mm):
-    """Write and check the exported forms and model.json (see export_model)."""
-    frozen_path, opencv_path, saved_model_dir, info_path = targets
+def write_export(session, network, checkpoint, graph_def, directory, threshold_mm, bfloat16, test_rmse_mm):
+    """Write and check the exported forms and model.json (see export_model) into `directory`; returns what
+    model.json holds."""
+    frozen_path, opencv_path, saved_model_dir, info_path = (
+        os.path.join(directory, name) for name in (FROZEN_GRAPH_FILE, OPENCV_GRAPH_FILE, SAVED_MODEL_FOLDER,
+                                                   MODEL_INFO_FILE))
     with atomic_write(frozen_path) as file:
         file.write(graph_def.SerializeToString())
     with atomic_path(saved_model_dir) as temporary:
@@ -278,10 +284,4 @@ def write_export(session, network, checkpoint, graph_def, directory, targets, th
         'max_abs_difference_to_checkpoint': differences,
     }
     write_strict_json(info_path, info)
-    written = [FROZEN_GRAPH_FILE] + ([] if opencv_problem else [OPENCV_GRAPH_FILE]) + [f'{SAVED_MODEL_FOLDER}/',
-                                                                                   MODEL_INFO_FILE]
-    print(f"{PROGRAM}: exported {os.path.basename(checkpoint)} (step {int(step)}) to {directory}: "
-          f"{', '.join(written)}; each reproduces the checkpoint to within "
-          f"{max(value for value in differences.values() if value is not None):.1g}")
-    if opencv_problem:
-        print(f"{PROGRAM}: no {OPENCV_GRAPH_FILE}: {opencv_problem}")
+    return info

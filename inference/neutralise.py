@@ -9,9 +9,10 @@ infer  (--mode infer --input PATH --output DIR [--resize])
                            inputs only (default 8; drawing one takes far longer than the network's work).
   Refused before anything is written: a missing PATH, a folder without .png files, an output folder that is
   the input's folder, an output folder already holding any of the files the run would write (nothing is
-  ever overwritten). Images that are not single-channel 8- or 16-bit PNGs of 128 x 128 pixels are refused
-  when PATH is a file; in a folder they are skipped, each reported on one line, the others are written, and
-  the run ends with an error (exit status 2) naming how many were skipped.
+  ever overwritten). Images that are not single-channel 8- or 16-bit PNGs of 128 x 128 pixels, or not
+  regular files (a FIFO named x.png), are refused when PATH is a file; in a folder they are skipped, each
+  reported on one line, the others are written, and the run ends with an error (exit status 2) naming how
+  many were skipped. What a killed run left in DIR (temporaries of files half written) is removed first.
   --resize resamples images of another size to 128 x 128 (pads to a square with background first, keeps the
   heights in mm, averages face pixels only with face pixels). The output is then 128 x 128. The result is
   meaningful only for images that follow the data set's convention (frame, pixel size, back plane).
@@ -31,18 +32,19 @@ from depth.dataset import DataError
 from depth.png import DepthImageError, read_depth_png, write_depth_png
 from evaluation.plotting import PREVIEW_DPI, PREVIEW_FOLDER, height_colour_bar, lit_relief
 from inference.background import with_background
-from support.command_line import PROGRAM
+from support.command_line import PROGRAM, display_name, say
 from support.progress import ProgressLine
-from support.safe_files import atomic_write, locked_folder
+from support.safe_files import atomic_write, locked_folder, remove_leftovers
 
 
 def input_paths(path):
-    """The PNG files to neutralise: the file itself, or the folder's .png files in name order."""
+    """The PNG files to neutralise: the file itself, or the folder's .png files in name order (anything named
+    .png but a folder: what is not a regular file is skipped when read)."""
     if not os.path.exists(path):
         raise DataError(f"{path}: not found (--input takes a depth PNG or a folder of them)")
     if os.path.isdir(path):
         names = sorted(name for name in os.listdir(path)
-                       if name.lower().endswith('.png') and os.path.isfile(os.path.join(path, name)))
+                       if name.lower().endswith('.png') and not os.path.isdir(os.path.join(path, name)))
         if not names:
             raise DataError(f"{path}: holds no .png images")
         return [os.path.join(path, name) for name in names]
@@ -140,7 +142,7 @@ class Preview:
         self.height_scale = height_colour_bar(self.figure, Normalize(0, FULL_SCALE_MM), axes[:2].tolist(),
                                               shrink=0.85).mappable
         self.figure.colorbar(self.difference, ax=axes[2], label='output - input (mm)', shrink=0.85)
-        self.title = self.figure.suptitle(' ', fontsize=9)
+        self.title = self.figure.suptitle(' ', fontsize=9, parse_math=False)  # a $ in a file name is no formula
         self.figure.draw_without_rendering()
         self.figure.set_layout_engine('none')  # keep the layout computed once
 
@@ -168,8 +170,9 @@ def write_result(image, output_mm, output_dir, preview):
     if preview is None:
         return
     os.makedirs(os.path.dirname(preview_path), exist_ok=True)
-    preview.save(preview_path, image.height_mm, output_mm, f'{os.path.basename(image.path)} ({image.bits}-bit, '
-                                                           f'{MM_PER_PNG_UNIT[image.bits]} mm per unit{image.note})')
+    preview.save(preview_path, image.height_mm, output_mm, f'{display_name(os.path.basename(image.path))} '
+                                                           f'({image.bits}-bit, {MM_PER_PNG_UNIT[image.bits]} mm per '
+                                                           f'unit{image.note})')
 
 
 def neutralise_files(session, network, input_path, output_dir, resize, batch_size, threshold_mm, previews):
@@ -181,6 +184,8 @@ def neutralise_files(session, network, input_path, output_dir, resize, batch_siz
     # Checked again once the folder is held: another run may have written there meanwhile.
     with locked_folder(output_dir, '--output folder'):
         check_output_folder(input_path, paths, output_dir, previews)
+        for folder in (output_dir, os.path.join(output_dir, PREVIEW_FOLDER)):
+            remove_leftovers(folder, say)
         write_results(session, network, paths, not os.path.isdir(input_path), output_dir, resize, batch_size,
                       threshold_mm, previews)
 
@@ -207,9 +212,10 @@ def write_results(session, network, paths, single_file, output_dir, resize, batc
             progress.update(start + len(chunk))
     if written:
         seconds = time.monotonic() - started
-        print(f"{PROGRAM}: wrote {written} neutralised image(s) to {output_dir} in {seconds:.1f} s "
-              f"({written / max(seconds, 1e-9):.1f} img/s)"
-              + (f", previews of the first {drawn} in {os.path.join(output_dir, PREVIEW_FOLDER)}" if drawn else ''))
+        previews_dir = display_name(os.path.join(output_dir, PREVIEW_FOLDER))
+        print(f"{PROGRAM}: wrote {written} neutralised image(s) to {display_name(output_dir)} in {seconds:.1f} s "
+              f"({written / max(seconds, 1e-9):.1f} img/s)" + (f", previews of the first {drawn} in {previews_dir}"
+                                                                  if drawn else ''))
     if skipped:
         raise DataError(f"{len(skipped)} of {len(paths)} image(s) skipped (reported above)"
                         + ('' if written else '; nothing was written'))

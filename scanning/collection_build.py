@@ -29,7 +29,7 @@ from scanning import collection as found
 from scanning.alignment import (OUTLIER_FACTOR, OUTLIER_FLOOR_MM, ScanError, framed_depth_mm, nearest_indexed,
                                 nearest_neighbour_index, point_to_plane_system, prepare_scan, small_rotation)
 from scanning.mesh_io import MeshError, read_scan
-from support.command_line import UsageError
+from support.command_line import UsageError, leave_ctrl_c_to_the_parent
 from support.progress import ProgressLine
 
 # The surface the alignment matches: the scan's points near the face-model vertices that neither the scan's fitted
@@ -176,6 +176,7 @@ _worker_template = None  # the face template in a worker process, set once by th
 def _set_worker_template(template):
     global _worker_template
     _worker_template = template
+    leave_ctrl_c_to_the_parent()
 
 
 def _run(job):

@@ -25,8 +25,8 @@ from evaluation.plotting import PREVIEW_DPI, PREVIEW_FOLDER, height_colour_bar, 
 from faces.model import DEFAULT_FACE_MODEL, FaceModelError, load_face_model
 from scanning.alignment import MM_PER_SCAN_UNIT, ScanError, face_template, prepare_scan
 from scanning.mesh_io import SCAN_SUFFIXES, MeshError, is_scan_file, read_scan
-from support.command_line import PROGRAM
-from support.safe_files import atomic_write, locked_folder
+from support.command_line import PROGRAM, display_name, say
+from support.safe_files import atomic_write, locked_folder, remove_leftovers
 
 SUFFIX_LIST = ', '.join(SCAN_SUFFIXES)
 PREVIEW_POINTS = 20000  # enough to see the scan's shape; drawing every point of a big scan only costs time
@@ -105,7 +105,7 @@ class Preview:
         for axis in self.axes:
             axis.set_xlabel('x (mm)', fontsize=8)
             axis.tick_params(labelsize=7)
-        self.figure.suptitle(title, fontsize=9)
+        self.figure.suptitle(title, fontsize=9, parse_math=False)  # a $ in a file name is no formula
         with atomic_write(path) as file:
             self.figure.savefig(file, format='png')
 
@@ -127,6 +127,8 @@ def prepare_files(input_path, output_dir, units):
     # Checked again once the folder is held: another run may have written there meanwhile.
     with locked_folder(output_dir, '--output folder'):
         check_output(input_path, paths, output_dir)
+        for folder in (output_dir, os.path.join(output_dir, PREVIEW_FOLDER)):
+            remove_leftovers(folder, say)
         write_prepared(paths, template, input_path, output_dir, None if units == 'auto' else units)
 
 
@@ -149,8 +151,9 @@ def write_prepared(paths, template, input_path, output_dir, units):
         image_path, preview_path = result_paths(path, output_dir)
         os.makedirs(os.path.dirname(preview_path), exist_ok=True)
         write_depth_png(image_path, prepared.depth_mm)
-        preview.save(preview_path, prepared, f'{os.path.basename(path)}: {describe(prepared)}')
-        print(f"{PROGRAM}: prepare {number}/{len(paths)} {os.path.basename(path)} -> {image_path} "
+        name = display_name(os.path.basename(path))
+        preview.save(preview_path, prepared, f'{name}: {describe(prepared)}')
+        print(f"{PROGRAM}: prepare {number}/{len(paths)} {name} -> {display_name(image_path)} "
               f"({describe(prepared)})", flush=True)
     print(summary(len(paths), len(skipped), time.monotonic() - started, output_dir))
     if skipped:

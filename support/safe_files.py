@@ -6,6 +6,9 @@
 * strict_json: JSON as the standard defines it (no NaN or Infinity, which most readers reject).
 * locked_folder: a run holds the folder it writes with fcntl.flock. The kernel releases the lock when the
   process dies, however it dies, so a killed run never leaves a folder locked.
+* remove_leftovers: what a run killed mid-write left (temporaries whose process has ended) is removed by the
+  next run on that folder, which says so.
+* open_regular_file: reading only regular files (a FIFO named like an image would block a read forever).
 * quiet_stderr: hides what C libraries (libpng, TensorFlow's C++ core) print straight to file descriptor 2,
   which would otherwise surround the one-line errors this program promises.
 """
@@ -15,7 +18,11 @@ import fcntl
 import json
 import math
 import os
+import re
 import shutil
+import stat
+
+from support.command_line import display_name
 
 LOCK_FILE = '.lock'
 TEMPORARY_MARK = '.partial-'
@@ -29,15 +36,21 @@ class FolderError(ValueError):
 
 
 def temporary_name(path):
-    folder, name = os.path.split(path)
+    """`.NAME.partial-PID` beside `path` (a folder given with a trailing slash included)."""
+    folder, name = os.path.split(os.path.normpath(os.fspath(path)))
     return os.path.join(folder, f'.{name}{TEMPORARY_MARK}{os.getpid()}')
+
+
+# temporary_name's names, and only those (a process id has at most 7 digits on Linux): nothing else is ever
+# taken for a leftover
+TEMPORARY_NAME = re.compile(r'\.(?P<name>.+)' + re.escape(TEMPORARY_MARK) + r'(?P<pid>\d{1,7})', re.DOTALL)
 
 
 def remove_path(path):
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     else:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             os.remove(path)
 
 
@@ -51,11 +64,22 @@ def atomic_path(path):
         os.replace(temporary, path)
     except OSError as error:
         remove_path(temporary)
-        # Writers given a file object (matplotlib, json) raise without a file name: name the file meant.
-        raise OSError(error.errno, error.strerror or str(error), path) from None
+        raise OSError(error.errno, error.strerror or str(error), name_meant(error.filename, temporary, path)) from None
     except BaseException:
         remove_path(temporary)
         raise
+
+
+def name_meant(filename, temporary, path):
+    """The file an error of atomic_path names, as the user knows it: `path` for the temporary (or no name at
+    all: writers given a file object, matplotlib and json, raise without one), `path`/... for a file inside a
+    temporary folder."""
+    filename = temporary if filename is None else os.fsdecode(filename)
+    if filename == temporary:
+        return os.fspath(path)
+    if filename.startswith(temporary + os.sep):
+        return os.path.join(path, filename[len(temporary + os.sep):])
+    return filename
 
 
 @contextlib.contextmanager
@@ -91,11 +115,60 @@ def write_strict_json(path, data):
         file.write('\n')
 
 
-def remove_temporaries(folder):
-    """Remove what interrupted writes left in `folder` (ours and TensorFlow's savers')."""
-    for name in os.listdir(folder):
-        if TEMPORARY_MARK in name or TENSORFLOW_TEMPORARY_MARK in name:
-            remove_path(os.path.join(folder, name))
+def process_running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def leftovers(folder, of=None, held=False):
+    """The names in `folder` that interrupted writes left: our temporaries (temporary_name's; with `of`, only
+    those of that name) whose process has ended; in a folder this run holds (`held`, no other run writes
+    there), every one of them and TensorFlow's savers' (*.tempstate*) too. A temporary of a running process
+    is being written: it is left alone."""
+    try:
+        names = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for name in names:
+        match = TEMPORARY_NAME.fullmatch(name)
+        if match and (of is None or match['name'] == of) and (held or not process_running(int(match['pid']))):
+            found.append(name)
+        elif held and TENSORFLOW_TEMPORARY_MARK in name:
+            found.append(name)
+    return found
+
+
+def remove_leftovers(folder, say=None, of=None, held=False):
+    """Remove leftovers(folder, of, held) and, with say(text), say in one line what was removed."""
+    names = leftovers(folder, of, held)
+    for name in names:
+        remove_path(os.path.join(folder, name))
+    if names and say:
+        more = f' and {len(names) - 3} more' if len(names) > 3 else ''
+        say(f"removed what an interrupted run left in {display_name(folder)}: "
+            f"{', '.join(display_name(name) for name in names[:3])}{more}")
+    return names
+
+
+def open_regular_file(path):
+    """open(path, 'rb'), for a regular file only: a FIFO, a device or a folder named like an image is refused
+    (OSError naming it) instead of blocking the read forever. Opened without blocking to look first, so
+    that opening a FIFO does not wait for a writer either."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, 'not a regular file', os.fspath(path))
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, 'rb')
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def _lock(path):
@@ -144,8 +217,11 @@ def locked_folder(folder, purpose):
         raise FolderError(f"{folder}: in use by another run (process {holder_of(path)}); wait for it to end "
                           f"or give another {purpose}")
     try:
-        os.ftruncate(descriptor, 0)
-        os.write(descriptor, f'{os.getpid()}\n'.encode())
+        try:
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, f'{os.getpid()}\n'.encode())
+        except OSError as error:  # a full disk: name the file
+            raise OSError(error.errno, error.strerror, path) from None
         yield folder
     finally:
         with contextlib.suppress(OSError):

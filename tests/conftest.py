@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -31,6 +32,11 @@ def synthetic_pair(rng, name_index):
     return np.where(target > 0, target + bump, 0), target
 
 
+# The splits hold other subjects (training refuses a subject in two splits): numbered apart, the test split's
+# from 0000.
+FIRST_SUBJECT = {'test': 0, 'valid': 100, 'train': 200}
+
+
 def write_synthetic_data(root, counts=(('train', 12), ('valid', 4), ('test', 8)), seed=0):
     rng = np.random.default_rng(seed)
     codes = ['NE', 'HA', 'SA', 'SU']
@@ -38,7 +44,8 @@ def write_synthetic_data(root, counts=(('train', 12), ('valid', 4), ('test', 8))
         for side in ('inputs', 'targets'):
             os.makedirs(os.path.join(root, side, split), exist_ok=True)
         for index in range(count):
-            name = f"{index // 4:04d}_{codes[index % 4]}{0 if index % 4 == 0 else 1 + index % 3:02d}.png"
+            subject = FIRST_SUBJECT[split] + index // 4
+            name = f"{subject:04d}_{codes[index % 4]}{0 if index % 4 == 0 else 1 + index % 3:02d}.png"
             source, target = synthetic_pair(rng, index)
             write_depth_png(os.path.join(root, 'inputs', split, name), target if index % 4 == 0 else source)
             write_depth_png(os.path.join(root, 'targets', split, name), target)
@@ -55,6 +62,23 @@ def run_program(*args, timeout=600):
     process (text stdout/stderr)."""
     return subprocess.run([sys.executable, os.path.join(REPO, 'convworking.py'), *NO_GENERATED, *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(condition, timeout, interval=0.2):
+    """Whether condition() became true within `timeout` seconds (asked every `interval`)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def dead_pid():
+    """The id of a process that has ended, as the temporaries a killed run left name one."""
+    process = subprocess.Popen([sys.executable, '-c', ''])
+    process.wait()
+    return process.pid
 
 
 def assert_one_line_error(finished, *fragments):

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import NO_GENERATED, REPO, TINY_NETWORK, assert_one_line_error, run_program
+from conftest import NO_GENERATED, REPO, TINY_NETWORK, assert_one_line_error, dead_pid, run_program, wait_for
 from support.paths import resolve_recorded_path
 
 
@@ -124,15 +124,6 @@ def test_test_mode_metrics_match_a_numpy_recomputation(trained, tmp_path):
                                                 rel=1e-4)
 
 
-def wait_for(condition, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_a_killed_run_resumes_at_its_last_saved_step(tiny_data, tmp_path):
     checkpoints, results = tmp_path / 'checkpoints', tmp_path / 'results'
     command = [sys.executable, os.path.join(REPO, 'convworking.py'), '--mode', 'train', '--data', tiny_data,
@@ -166,6 +157,16 @@ def test_checkpoint_accepts_the_checkpoint_dir_of_the_training(trained, tmp_path
     finished = run_program('--mode', 'test', '--data', data, '--checkpoint', checkpoints, '--results-dir', tmp_path)
     assert finished.returncode == 0, finished.stderr
     assert f'testing {checkpoints / "remove" / "best-"}' in finished.stdout
+
+
+def test_test_mode_removes_what_a_killed_run_left_in_its_results_dir_and_says_so(trained, tmp_path):
+    data, checkpoints, _ = trained
+    left = tmp_path / f'.test_metrics.json.partial-{dead_pid()}'
+    left.write_text('{"rmse_mm": 1.')   # half written
+    finished = run_program('--mode', 'test', '--data', data, '--checkpoint', checkpoints, '--results-dir', tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert f'convworking.py: removed what an interrupted run left in {tmp_path}: {left.name}\n' in finished.stdout
+    assert not left.exists()
 
 
 @pytest.mark.parametrize('stop, status, word', [(signal.SIGINT, 130, 'interrupted'),    # Ctrl-C

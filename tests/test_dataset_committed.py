@@ -11,11 +11,12 @@ import pytest
 
 import make_dataset
 from depth.convention import DESCRIPTION
-from depth.dataset import SPLITS
+from depth.dataset import SPLITS, Dataset
 from depth.png import read_depth_png
 from faces.expressions import INTENSITIES, PROTOTYPES, prototype_weights
 from faces.generator import GENERATOR_VERSION, render_subject, subjects_from_description
 from faces.model import DEFAULT_FACE_MODEL, load_face_model
+from training.splits import check_separate_subjects
 
 DATA = Path(__file__).resolve().parents[1] / "data128_128"
 NAME = re.compile(r"(\d{4})_(NE|HA|SA|SU|FE|AN|DI|MX)(\d\d)\.png")
@@ -53,6 +54,11 @@ def test_splits_are_subject_disjoint(names, description):
         assert not on_disk[first] & on_disk[second]
         assert not listed[first] & listed[second]
     assert on_disk == listed
+
+
+def test_the_splits_pass_the_check_of_training_and_test_mode():
+    """No subject id in two splits, no target image in two splits (training.splits), as loading checks them."""
+    check_separate_subjects(str(DATA), {split: Dataset.load(DATA, split) for split in SPLITS})
 
 
 def test_dataset_json_agrees_with_the_files(names, description):

@@ -64,8 +64,8 @@ def test_generated_identities_are_disjoint_from_the_committed_subjects(two_gener
 
 def test_zero_generated_subjects_is_the_committed_training_split_only(tiny_data, tmp_path):
     options = convworking.parse_args(['--mode', 'train', '--data', tiny_data, '--generated-subjects', '0',
-                                      '--generated-dir', str(tmp_path / 'cache')])
-    training = TASKS['remove'].load_training(options.data_source())
+                                      '--family-subjects', '0', '--generated-dir', str(tmp_path / 'cache')])
+    training = TASKS['remove'].load_for_training(options.data_source())[0]
     committed = Dataset.load(tiny_data, 'train')
     assert training.names == committed.names
     np.testing.assert_array_equal(training.inputs, committed.inputs)
@@ -76,8 +76,8 @@ def test_zero_generated_subjects_is_the_committed_training_split_only(tiny_data,
 def test_generated_subjects_join_the_committed_training_split(tiny_data, two_generated):
     root, folder = two_generated
     options = convworking.parse_args(['--mode', 'train', '--data', tiny_data, '--generated-subjects', '2',
-                                      '--generated-variations', '--generated-dir', str(root)])
-    training = TASKS['remove'].load_training(options.data_source())
+                                      '--generated-variations', '--family-subjects', '0', '--generated-dir', str(root)])
+    training = TASKS['remove'].load_for_training(options.data_source())[0]
     committed, generated = Dataset.load(tiny_data, 'train'), Dataset.load(folder, 'train')
     assert len(training) == len(committed) + len(generated)
     np.testing.assert_array_equal(training.inputs[len(committed):], generated.inputs)

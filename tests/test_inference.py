@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import Normalize
 
-from conftest import REPO, TINY_NETWORK, run_program, synthetic_pair
+from conftest import REPO, TINY_NETWORK, dead_pid, run_program, synthetic_pair, wait_for
 from convworking import Network, parse_args, tf
 from depth.convention import mm_to_network, network_to_mm
 from depth.dataset import DataError
@@ -144,6 +144,48 @@ def test_infer_draws_previews_of_the_first_images_only_and_says_its_speed(checkp
     summary = done.stdout.strip().splitlines()[-1]
     assert re.search(r'wrote 3 neutralised image\(s\) to .* in [0-9.]+ s \([0-9.]+ img/s\), previews of the '
                      r'first 1 in ', summary), summary
+
+
+def test_infer_skips_what_is_not_a_regular_file_and_shows_every_name_on_one_line(checkpoint, tmp_path):
+    """A FIFO named like an image is skipped (reading it would wait for a writer forever, holding the output
+    folder); a name that is not UTF-8 is written and its preview titled; a name holding a newline keeps its
+    line whole."""
+    folder = tmp_path / 'scans'
+    folder.mkdir()
+    write_depth_png(folder / 'face.png', faces_mm(1)[0])
+    undecodable = os.fsdecode(b'caf\xe9.png')   # Latin-1 bytes: not UTF-8
+    write_depth_png(folder / undecodable, faces_mm(1)[0])
+    os.mkfifo(folder / 'fifo.png')
+    (folder / 'new\nline.png').write_text('not a PNG')
+    output = tmp_path / 'neutral'
+    done = infer(checkpoint, '--input', folder, '--output', output)
+    assert done.returncode == 2 and 'Traceback' not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f'convworking.py: skipped {folder}/fifo.png: not a readable image (not a regular file)',
+        f'convworking.py: skipped {folder}/new\\nline.png: not a readable image (not a PNG file)',
+        'convworking.py: error: 2 of 4 image(s) skipped (reported above)']
+    assert sorted(os.listdir(output)) == sorted([undecodable, 'face.png', 'previews'])
+    assert sorted(os.listdir(output / 'previews')) == sorted([undecodable, 'face.png'])
+
+
+def test_infer_removes_what_a_killed_run_left_in_its_output_folder_and_says_so(checkpoint, tmp_path):
+    output = tmp_path / 'neutral'
+    (output / 'previews').mkdir(parents=True)
+    dead = dead_pid()
+    left = [output / f'.face_0.png.partial-{dead}', output / 'previews' / f'.face_0.png.partial-{dead}']
+    kept = [output / f'.face_1.png.partial-{os.getpid()}',  # a running process's: being written
+            output / '.notes.partial-draft', output / 'notes.partial-12']   # not named as ours
+    for path in left + kept:
+        path.write_bytes(b'half written')
+    folder = tmp_path / 'scans'
+    folder.mkdir()
+    write_depth_png(folder / 'face.png', faces_mm(1)[0])
+    done = infer(checkpoint, '--input', folder, '--output', output)
+    assert done.returncode == 0, done.stderr
+    for removed in left:
+        assert f'removed what an interrupted run left in {removed.parent}: {removed.name}\n' in done.stdout
+        assert not removed.exists()
+    assert all(path.exists() for path in kept)
 
 
 def test_the_infer_preview_draws_heights_as_the_grids_lit_relief_at_a_readable_resolution(tmp_path):
@@ -325,6 +367,34 @@ def test_export_refuses_to_overwrite(checkpoint, exported):
     with pytest.raises(DataError, match='already exists; export never overwrites'):
         export.export_model(None, None, checkpoint[0], str(exported[0]), threshold_mm=THRESHOLD_MM,
                            bfloat16=False, test_rmse_mm=None)
+
+
+def test_export_refuses_an_existing_folder_and_leaves_it_as_it_was(tmp_path):
+    (tmp_path / 'model').mkdir()
+    (tmp_path / 'model' / 'notes.txt').write_text('mine')
+    with pytest.raises(DataError, match='model: already exists; export never overwrites'):
+        export.export_model(None, None, 'best-1', str(tmp_path / 'model'), threshold_mm=THRESHOLD_MM,
+                            bfloat16=False, test_rmse_mm=None)
+    assert os.listdir(tmp_path) == ['model'] and os.listdir(tmp_path / 'model') == ['notes.txt']
+
+
+def test_a_killed_export_leaves_no_folder_and_the_next_export_removes_what_it_left(checkpoint, tmp_path):
+    command = [sys.executable, os.path.join(REPO, 'convworking.py'), '--mode', 'export', '--checkpoint',
+               checkpoint[0], '--output', str(tmp_path / 'model')]
+    killed = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hidden = tmp_path / f'.model.partial-{killed.pid}'
+    try:
+        assert wait_for(lambda: (hidden / 'frozen_graph.pb').exists(), 300, interval=0.02)
+    finally:
+        killed.kill()  # kill -9, midway: frozen_graph.pb written, model.json not yet
+        killed.wait()
+    assert os.listdir(tmp_path) == [hidden.name]   # no model/: an export is whole or absent
+    done = run_program('--mode', 'export', '--checkpoint', checkpoint[0], '--output', tmp_path / 'model')
+    assert done.returncode == 0, done.stderr
+    assert f'convworking.py: removed what an interrupted run left in {tmp_path}: {hidden.name}\n' in done.stdout
+    assert os.listdir(tmp_path) == ['model']
+    assert sorted(os.listdir(tmp_path / 'model')) == ['frozen_graph.pb', 'frozen_graph_opencv.pb', 'model.json',
+                                                     'saved_model']
 
 
 def test_test_rmse_is_taken_only_for_the_same_checkpoint_and_data(tmp_path):

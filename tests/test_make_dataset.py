@@ -9,6 +9,7 @@ import pytest
 
 import fake_face_model
 import make_dataset
+from conftest import dead_pid
 from depth.convention import IMAGE_CENTRE
 from depth.png import read_depth_png
 from depth.rasterise import render_depth_mm
@@ -145,6 +146,20 @@ def test_overwrite_replaces_the_dataset_and_leaves_other_files(tmp_path):
     assert not (output / "inputs" / "train" / "stale.png").exists()
     assert json.loads((output / "dataset.json").read_text())["convention"]["version"] == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == ["data", "model.npz"]  # no staging left behind
+
+
+def test_the_staging_folder_a_killed_run_left_is_removed_by_the_next_run_which_says_so(tmp_path):
+    dead = dead_pid()
+    left = tmp_path / f".data.partial-{dead}"               # what kill -9 leaves: the staging folder, half written
+    (left / "inputs" / "train").mkdir(parents=True)
+    kept = [tmp_path / f".other.partial-{dead}", tmp_path / ".data.partial-x"]   # another output's; not our naming
+    for folder in kept:
+        folder.mkdir()
+    result = run_generator("--face-model", write_fake_npz(tmp_path / "model.npz"), "--output", tmp_path / "data",
+                           *TINY_COUNTS)
+    assert result.returncode == 0, result.stderr
+    assert f"make_dataset.py: removed what an interrupted run left in {tmp_path}: {left.name}\n" in result.stdout
+    assert not left.exists() and all(folder.exists() for folder in kept)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
 """The results grid (labels, height scale, lit relief) and the report's heat map, by the figures' contents."""
+import os
+
 import numpy as np
 import pytest
 from matplotlib.colors import Normalize
@@ -36,6 +38,15 @@ def test_the_depth_grid_labels_rows_and_columns_and_has_a_height_scale(tmp_path)
     assert error_bar.get_ylabel() == ERROR_LABEL and error_bar.get_ylim() == (-ERROR_RANGE_MM, ERROR_RANGE_MM)
     save_results_grid(tmp_path / 'grid.png', depth_rows(3), names, 'title')
     assert (tmp_path / 'grid.png').read_bytes().startswith(b'\x89PNG')
+
+
+def test_file_names_of_any_bytes_are_drawn_as_display_name_shows_them(tmp_path):
+    """A test file name that is not UTF-8, or holds a newline or dollar signs, neither stops the grid nor
+    becomes a formula."""
+    names = [os.fsdecode(b'caf\xe9.png'), 'a\nb.png', 'x$\\frac$y.png']
+    save_results_grid(tmp_path / 'grid.png', depth_rows(3), names, 'test split, x$\\frac$y')
+    texts = figure_texts(results_grid_figure(depth_rows(3), names, 'title'))
+    assert 'caf\\xe9' in texts and 'a\\nb' in texts and 'x$\\frac$y' in texts
 
 
 def test_the_segmentation_grid_stays_grey_without_a_height_scale():

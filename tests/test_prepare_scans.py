@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, assert_one_line_error, run_program
+from conftest import REPO, assert_one_line_error, dead_pid, run_program
 from depth.convention import BACK_PLANE_MM, IMAGE_CENTRE, IMAGE_SIZE, PIXEL_PITCH_MM
 from depth.png import read_depth_png
 from faces.expressions import INTENSITIES, MIXTURES_PER_SUBJECT, PROTOTYPES, prototype_weights
@@ -240,13 +240,17 @@ def scan_folder(model, tmp_path_factory):
 
 def test_prepare_a_folder_writes_images_and_previews_and_skips_bad_scans(scan_folder, tmp_path):
     output = tmp_path / 'prepared'
+    left = output / 'previews' / f'.angry.png.partial-{dead_pid()}'   # a preview a killed run was writing
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b'half a preview')
     done = run_program('--mode', 'prepare', '--input', scan_folder, '--output', output)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 3 and 'ball.obj' in lines[0] and 'broken.obj' in lines[1], done.stderr
     assert lines[2] == 'convworking.py: error: 2 of 3 scan(s) skipped (reported above)'
     said = done.stdout.strip().splitlines()
-    assert said[0] == f'convworking.py: prepare 3 scan(s) into {output} (several seconds each)'   # before the first
+    assert said[0] == f'convworking.py: removed what an interrupted run left in {left.parent}: {left.name}'
+    assert said[1] == f'convworking.py: prepare 3 scan(s) into {output} (several seconds each)'   # before the first
     assert re.fullmatch(rf'convworking.py: prepared 1 of 3 scan\(s\), 2 skipped, in [0-9.]+ s \([0-9.]+ s per scan\); '
                         rf'depth images in {re.escape(str(output))}, previews in {re.escape(str(output / "previews"))}',
                         said[-1]), said[-1]

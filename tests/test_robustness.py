@@ -106,10 +106,11 @@ def test_a_second_infer_into_a_held_output_folder_gets_one_line(tiny_data, check
 
 def test_a_killed_holder_leaves_no_stuck_lock(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, '-c', 'import sys, time, safe_files\n'
+        [sys.executable, '-c', 'import sys, time\n'
+                               'from support import safe_files\n'
                                'with safe_files.locked_folder(sys.argv[1], "folder"):\n'
                                '    print("held", flush=True); time.sleep(600)', str(tmp_path / 'held')],
-        cwd=os.path.dirname(safe_files.__file__), stdout=subprocess.PIPE, text=True)
+        cwd=os.path.dirname(os.path.dirname(safe_files.__file__)), stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == 'held\n'
         with pytest.raises(safe_files.FolderError, match=f'in use by another run .process {holder.pid}'):
@@ -212,6 +213,7 @@ def test_training_removes_what_interrupted_writes_left_and_keeps_two_latest(tiny
     for last in (12, 14, 16):
         finished = train_tiny(tiny_data, checkpoints, '--max-steps', last, '--save-every', 1)
         assert finished.returncode == 0, finished.stderr
+        assert ('removed what an interrupted run left' in finished.stdout) == (last == 12)   # and says so, once
     assert latest_steps(checkpoints) == [15, 16]
     assert not set(litter) & set(os.listdir(folder))
 

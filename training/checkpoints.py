@@ -11,7 +11,7 @@ import os
 import re
 
 from support.quiet_tensorflow import error_summary, tf
-from support.safe_files import remove_path, remove_temporaries, write_strict_json
+from support.safe_files import remove_leftovers, remove_path, write_strict_json
 from training.architecture import (ARCHITECTURE_VARIABLE, contradiction, encoded, invalid_field,
                                    recorded_architecture)
 from training.curve import HISTORY_FILE
@@ -165,7 +165,7 @@ class Checkpoints:
             prefix = saver.save(session, os.path.join(self.directory, name), step, latest_filename=state_file,
                                 write_meta_graph=False)
         except BaseException:
-            remove_temporaries(self.directory)  # a full disk leaves a large half-written .tempstate
+            remove_leftovers(self.directory, held=True)  # a full disk leaves a large half-written .tempstate
             raise
         return prefix
 

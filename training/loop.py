@@ -10,11 +10,11 @@ import time
 import numpy as np
 
 from evaluation.plotting import grid_examples, save_grid
-from support.command_line import PROGRAM, UsageError, say
+from support.command_line import PROGRAM, UsageError, check_room, say
 from support.paths import recorded_path
 from support.progress import ProgressLine
 from support.quiet_tensorflow import tf
-from support.safe_files import locked_folder, remove_temporaries
+from support.safe_files import locked_folder, remove_leftovers
 from training.checkpoints import (LATEST_STATE_FILE, Checkpoints, checkpoint_prefix, prepare_folder,
                                   resume_or_start, validation_digest, write_options)
 from training.curve import plot_training_curve, read_history, write_history
@@ -54,8 +54,9 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
     """Train the network of `architecture` into the checkpoint folder `directory`, as `options` (the command
     line's Options) say; build_network(max_steps) builds it with its training operations."""
     task = TASKS[architecture['task']]
-    data = options.data_source()
-    train_set, valid_set, family_set = task.load_training(data), task.load(data, 'valid'), task.load_family(data)
+    for folder, option in ((directory, '--checkpoint-dir'), (options.results_dir, '--results-dir')):
+        check_room(folder, option)
+    train_set, valid_set, family_set = task.load_for_training(options.data_source())
     steps_per_epoch = train_set.steps_per_epoch(options.batch_size)
     max_steps = min(options.max_steps or np.inf, (options.max_epochs or np.inf) * steps_per_epoch)
 
@@ -68,7 +69,8 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
     writer = tf.compat.v1.summary.FileWriter(os.path.join(options.results_dir, 'logs'))
 
     with locked_folder(directory, '--checkpoint-dir'), tf.compat.v1.Session() as session:
-        remove_temporaries(directory)
+        remove_leftovers(directory, say, held=True)
+        remove_leftovers(options.results_dir, say)
         recorded = dict(training_options(options), validation=validation_digest(valid_set, family_set))
         prepare_folder(directory, options.restart, recorded)
         session.run(tf.compat.v1.global_variables_initializer())

@@ -6,6 +6,7 @@ in, the probability that each pixel is face out.
 """
 import dataclasses
 import math
+import os
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from faces import generated
 from inference.background import with_background
 from support.paths import recorded_path
 from training import lfw_parts
+from training.splits import check_separate_subjects
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +70,22 @@ class RemovalTask:
         chosen = {f'{code_level}.png' for code_level in codes}
         return Dataset.load(folder, 'train', select=lambda name: name[5:] in chosen)
 
-    def load_training(self, data):
+    def load_for_training(self, data):
+        """(training set, valid split, held-out family or None), checked: the splits of data.folder hold other
+        subjects (training.splits), and the valid split has a face to score."""
+        committed, valid = self.load(data, 'train'), self.load(data, 'valid')
+        check_separate_subjects(data.folder, {'train': committed, 'valid': valid})
+        if not valid.targets.any():
+            raise DataError(f"{os.path.join(data.folder, 'targets', 'valid')}: no target has a face pixel (all "
+                            "background): validation scores the face, so no checkpoint could ever be chosen")
+        return self.with_generated(committed, data), valid, self.load_family(data)
+
+    @staticmethod
+    def with_generated(committed, data):
         """The committed training split, joined by the generated identities (made if not cached): varied as
         data.generated_variations says, and the first data.plain_subjects of them again as the face model made
         them (the committed valid and test splits are such faces)."""
-        parts = [self.load(data, 'train')]
+        parts = [committed]
         if data.generated_subjects:
             parts.append(Dataset.load(generated.ensure_training_identities(
                 data.generated_dir, data.generated_subjects, data.generated_variations), 'train'))
@@ -80,6 +93,17 @@ class RemovalTask:
             parts.append(Dataset.load(generated.ensure_training_identities(data.generated_dir, data.plain_subjects),
                                       'train'))
         return parts[0] if len(parts) == 1 else Dataset.joined(parts)
+
+    def load_for_testing(self, data):
+        """(test split, training split or why there is none; the baselines fit on it), checked as
+        load_for_training checks: only inputs/test and targets/test are needed."""
+        test = self.load(data, 'test')
+        try:
+            train = self.load(data, 'train')
+        except DataError as error:
+            train = f'mean_face and linear need the training split: {error}'
+        check_separate_subjects(data.folder, {**({} if isinstance(train, str) else {'train': train}), 'test': test})
+        return test, train
 
     @staticmethod
     def load_family(data):
@@ -125,10 +149,11 @@ class RemovalTask:
         return mm_to_network(with_background(network_to_mm(outputs), network_to_mm(inputs), threshold_mm))
 
     def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, threshold_mm, gallery=None,
-                 gallery_outputs=None, model_fit_every=0):
+                 gallery_outputs=None, model_fit_every=0, train=None):
         """test_metrics.json: the model beside the baselines, per expression and level, and recognition (on the
         test split, and on the generated gallery when there is one); the report goes into report_dir. say(text)
-        tells what it is doing, as each part takes seconds."""
+        tells what it is doing, as each part takes seconds. `train`: the training split, or why there is none
+        (load_for_testing)."""
         inputs_mm, targets_mm = (network_to_mm(test_set.inputs[..., 0]), network_to_mm(test_set.targets[..., 0]))
         outputs_mm = network_to_mm(outputs[..., 0])
         say("the model's errors and MS-SSIM")
@@ -140,8 +165,8 @@ class RemovalTask:
                        ms_ssim_filter_size=MS_SSIM_FILTER_SIZE)
         say("the baselines (identity; mean face and linear, fitted on the training split; the face model's fit"
             + (f" on every {model_fit_every}th image, several seconds each)" if model_fit_every else ", skipped)"))
-        metrics.update(self._baselines(data.folder, inputs_mm, targets_mm, test_set.names, threshold_mm,
-                                       model_fit_every, outputs_mm))
+        metrics.update(self._baselines(train, inputs_mm, targets_mm, test_set.names, threshold_mm, model_fit_every,
+                                       outputs_mm))
         say("recognition, raw and neutralised")
         metrics['recognition'] = self._recognition(test_set.names, inputs_mm, targets_mm, cleaned_mm)
         if gallery is not None:
@@ -153,19 +178,18 @@ class RemovalTask:
         return metrics
 
     @staticmethod
-    def _baselines(folder, inputs_mm, targets_mm, names, threshold_mm, model_fit_every, outputs_mm):
-        """The identity baseline always; the mean face and the linear map need the training split of folder; the
-        model fit runs on every model_fit_every-th image (0 = not at all), and its block also holds the model's
-        and the identity's scores on that sample. Backgrounds are decided as the model's is."""
+    def _baselines(train, inputs_mm, targets_mm, names, threshold_mm, model_fit_every, outputs_mm):
+        """The identity baseline always; the mean face and the linear map need the training split `train` (a
+        string says why there is none); the model fit runs on every model_fit_every-th image (0 = not at all),
+        and its block also holds the model's and the identity's scores on that sample. Backgrounds are decided as
+        the model's is."""
         def scored(outputs, chosen=slice(None)):
             return per_image_metrics(outputs, targets_mm[chosen],
                                      with_background(outputs, inputs_mm[chosen], threshold_mm))
 
         blocks = {'identity': scored(inputs_mm)}
-        try:
-            train = Dataset.load(folder, 'train')
-        except DataError as error:
-            note = f'mean_face and linear need the training split: {error}'
+        if isinstance(train, str):
+            note = train
         else:
             train_inputs, train_targets = network_to_mm(train.inputs[..., 0]), network_to_mm(train.targets[..., 0])
             neutral = [i for i, name in enumerate(train.names) if parse_name(name)[1] == 'NE']
@@ -248,8 +272,11 @@ class SegmentationTask:
     def load(data, split):
         return lfw_parts.load(data.folder, split, data.targets)
 
-    def load_training(self, data):
-        return self.load(data, 'train')
+    def load_for_training(self, data):
+        return self.load(data, 'train'), self.load(data, 'valid'), None
+
+    def load_for_testing(self, data):
+        return self.load(data, 'test'), None
 
     @staticmethod
     def load_gallery(data):
@@ -285,7 +312,7 @@ class SegmentationTask:
         return (outputs >= self.THRESHOLD).astype(np.float32)
 
     def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, threshold_mm, gallery=None,
-                 gallery_outputs=None, model_fit_every=0):
+                 gallery_outputs=None, model_fit_every=0, train=None):
         """test_metrics.json: per-pixel accuracy and mean IoU of the two classes, in percent (no report)."""
         say("accuracy and IoU")
         iou_background, iou_face = iou_per_class(outputs, test_set.targets, self.THRESHOLD)
