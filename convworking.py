@@ -32,7 +32,9 @@ from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorPa
                                   exit_status, finite_float, positive_float, positive_int, report_error, report_stop,
                                   say, whole_number)
 from support.machine import cpu_supports_bfloat16
-from support.paths import REPOSITORY, enclosing, same_folder
+from support.output_places import (DEFAULT_RESULTS, DEFAULT_TRAINING_DIR, SHIPPED_DIR, check_output_place,
+                                   default_folders)
+from support.paths import REPOSITORY
 from support.quiet_tensorflow import error_summary, import_tensorflow_quietly, tf
 from support.safe_files import FolderError
 from training import lfw_parts, loop
@@ -309,9 +311,6 @@ DEFAULT_FAMILY_SUBJECTS = 20
 DEFAULT_GALLERY_SUBJECTS = 300
 DEFAULT_PREVIEWS = 8
 DEFAULT_MODEL_FIT_EVERY = 20  # the model fit takes seconds per image: test mode runs it on a sample
-DEFAULT_RESULTS = {'remove': 'results', 'segment': os.path.join('results', 'segment')}
-SHIPPED_DIR = os.path.join(REPOSITORY, 'checkpoints')   # the shipped models: training never writes there
-DEFAULT_TRAINING_DIR = os.path.join(REPOSITORY, 'runs', 'train')
 
 
 def parse_args(argv=None):
@@ -560,32 +559,6 @@ def resolve_options(args, error):
         checkpoint_dir=checkpoint_dir, results_dir=results_dir, loss=args.loss or task.default_loss,
         loss_region=args.loss_region or task.loss_regions[0], bfloat16=bfloat16,
         mirror_average=remove if args.mirror_average is None else args.mirror_average))
-
-
-def default_folders(args, task, error):
-    """(checkpoint_dir, results_dir): training writes into its own folders unless told otherwise, so that no
-    training command replaces the shipped model or the committed results by accident (README: promoting a run)."""
-    training = args.mode == 'train'
-    checkpoint_dir = args.checkpoint_dir or (DEFAULT_TRAINING_DIR if training else SHIPPED_DIR)
-    if training and same_folder(os.path.join(checkpoint_dir, task), os.path.join(SHIPPED_DIR, task)):
-        error(f"{os.path.join(checkpoint_dir, task)} holds the shipped model, which training never replaces: "
-              "train into another --checkpoint-dir and promote the run as README says")
-    results_dir = args.results_dir or os.path.join(checkpoint_dir if training else REPOSITORY, DEFAULT_RESULTS[task])
-    return checkpoint_dir, results_dir
-
-
-def check_output_place(args, checkpoint_dir, results_dir, data, error):
-    """Refuse outputs inside a checkpoint folder or a data folder: files written there would be taken for
-    checkpoints or for data (e.g. test images) by the next run, or replace them."""
-    written = {'infer': args.output, 'export': args.output, 'test': results_dir}.get(args.mode)
-    checkpoint = args.checkpoint and (args.checkpoint if os.path.isdir(args.checkpoint) else
-                                      os.path.dirname(os.path.abspath(args.checkpoint)))
-    inside = written and enclosing(written, [data] + ([] if args.mode == 'test' else
-                                                      [checkpoint, checkpoint_dir, SHIPPED_DIR]))
-    if inside:
-        kind = 'data' if inside == data else 'checkpoint'
-        error(f"{'--results-dir' if args.mode == 'test' else '--output'} {written} is inside the {kind} folder "
-              f"{inside}; give a folder outside it")
 
 
 def main(argv=None, observer=TrainingObserver()):
