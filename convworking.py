@@ -285,8 +285,8 @@ EXAMPLES = (
      'project\'s 2-core CPU (bfloat16)',
      f'python {PROGRAM} --mode train --max-steps 200 --generated-subjects 0 --family-subjects 0 '
      '--checkpoint-dir runs/smoke --results-dir runs/smoke/results'),
-    ('the full run: 640 generated identities (rendered once, ~5 min) + 32,000 steps: about 70 min there alone\n'
-     '(bench.py: 121.6 img/s; 114 min with other jobs on the CPU); in float32 (no AVX-512 BF16 / AMX) 2.7x as long',
+    ('the full run: 640 generated identities, varied and plain (rendered once, ~30 min) + 40,000 steps:\n'
+     '101 min on the project\'s 2-core CPU (the shipped model); in float32 (no AVX-512 BF16 / AMX) 2.7x as long',
      f'python {PROGRAM} --mode train --checkpoint-dir runs/full --results-dir runs/full/results'),
     (None, f'python {PROGRAM} --mode test --checkpoint runs/full --results-dir runs/full/results'),
     ('the full run in TensorBoard, then open http://localhost:6006 (loss, RMSE, grids); the smoke run\'s:\n'

@@ -5,6 +5,7 @@
 import os
 import re
 
+import convworking
 from conftest import REPO, run_program
 
 COMMANDS = ('python convworking.py ', 'tensorboard ')   # the lines of README's blocks that are examples
@@ -57,6 +58,7 @@ def test_the_smoke_example_renders_nothing_and_the_full_run_says_its_steps():
     smoke = next(command for command in commands if '--max-steps 200' in command)
     assert '--generated-subjects 0' in smoke and '--family-subjects 0' in smoke
     full = next(command for command in commands if '--checkpoint-dir runs/full' in command)
-    assert '32,000 steps' in commands[full] and 'epochs' not in commands[full]
+    steps = convworking.DEFAULT_LENGTH['remove']['max_steps']
+    assert f'{steps:,} steps' in commands[full] and 'epochs' not in commands[full]
     tensorboard = next(command for command in commands if command.startswith('tensorboard'))
     assert 'runs/smoke/results/logs' in commands[tensorboard]
