@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 
 PROGRAM = 'convworking.py'    # the main program, whose name starts every line it and its modules print
 # Step counts, epochs and seeds beyond this overflow TensorFlow's 32-bit arithmetic (or numpy's seeds).
@@ -121,11 +122,19 @@ def stop_on_sigterm():
     program = os.getpid()
 
     def terminate(signal_number, frame):
-        if os.getpid() != program:
+        if os.getpid() != program:  # forked from another thread than the main one (see below)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
         raise Terminated()
     signal.signal(signal.SIGTERM, terminate)
+    # A Python handler runs only between bytecodes: a worker blocked in C (a lock a fork left held) would never
+    # end, and the pool's terminate() would wait for it forever. So the child gets the default back at once.
+    os.register_at_fork(after_in_child=_default_sigterm)
+
+
+def _default_sigterm():
+    if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 # 128 + the signal's number, as shells report a program it ended
