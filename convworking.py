@@ -578,12 +578,14 @@ def main(argv=None, observer=TrainingObserver()):
             OSError) as error:  # OSError: an unwritable folder, a path under a file, a full disk
         report_error(PROGRAM, error)
         return 2
-    except tf.errors.OpError as error:  # the same, met by TensorFlow's own file writing (checkpoints, logs)
-        report_error(PROGRAM, error_summary(error))
-        return 2
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as Terminated (support.command_line.stop_by_exception)
         note = loop.interrupted_training_note(task_checkpoint_dir(options), argv) if options.mode == 'train' else ''
         return report_stop(PROGRAM, stop, note)
+    # After KeyboardInterrupt: naming tf.errors imports TensorFlow, and an import that Ctrl-C broke fails again
+    # when retried (with a traceback of its own).
+    except tf.errors.OpError as error:  # the same, met by TensorFlow's own file writing (checkpoints, logs)
+        report_error(PROGRAM, error_summary(error))
+        return 2
     return 0
 
 

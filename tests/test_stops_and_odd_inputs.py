@@ -85,6 +85,30 @@ def test_ctrl_c_in_the_first_second_ends_in_one_line_with_status_130(tiny_data, 
         assert lines == [f'{script}: interrupted']
 
 
+class ImportBrokenByCtrlC:
+    """TensorFlow as convworking.py meets it when Ctrl-C lands inside its import: the first use is interrupted,
+    and every later use fails, as a retried import of a half-imported TensorFlow does."""
+
+    def __init__(self):
+        self.uses = 0
+
+    def __getattr__(self, name):
+        self.uses += 1
+        if self.uses == 1:
+            raise KeyboardInterrupt
+        raise ValueError('Name tf.RaggedTensorSpec has already been registered')
+
+
+def test_ctrl_c_inside_tensorflows_import_is_not_followed_by_a_second_import(tiny_data, tmp_path, monkeypatch,
+                                                                            capsys):
+    import convworking
+    monkeypatch.setattr(convworking, 'tf', ImportBrokenByCtrlC())
+    status = convworking.main(['--mode', 'train', '--data', tiny_data, '--checkpoint-dir', tmp_path / 'c',
+                               '--results-dir', tmp_path / 'r', *TINY_NETWORK, *NO_GENERATED])
+    assert status == 130 and convworking.tf.uses == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith('convworking.py: interrupted')
+
+
 def test_sigterm_at_start_ends_in_one_line_with_status_143(tiny_data, tmp_path):
     stopped = stop_after(tiny_data, tmp_path, 'convworking.py', signal.SIGTERM, 0.2)
     assert stopped.returncode == 143 and stopped.stderr.strip().splitlines() == ['convworking.py: terminated']
