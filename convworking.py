@@ -30,7 +30,7 @@ from faces.variation import VARIATIONS
 from scanning import prepare
 from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, examples_text,
                                   exit_status, finite_float, positive_float, positive_int, report_error, report_stop,
-                                  say, whole_number)
+                                  non_negative_float, say, whole_number)
 from support.machine import cpu_supports_bfloat16
 from support.output_places import (DEFAULT_RESULTS, DEFAULT_TRAINING_DIR, SHIPPED_DIR, check_output_place,
                                    default_folders)
@@ -79,8 +79,8 @@ def encoder_layers(architecture, is_training):
     return layers
 
 
-TrainingSetup = collections.namedtuple('TrainingSetup', 'learning_rate decay_steps loss loss_region',
-                                       defaults=(1e-3, 10000, None, 'image'))
+TrainingSetup = collections.namedtuple('TrainingSetup', 'learning_rate decay_steps loss loss_region background_weight',
+                                       defaults=(1e-3, 10000, None, 'image', 0.0))
 
 
 class Network:
@@ -144,7 +144,7 @@ class Network:
             self._add_training_ops(training)
 
     def _add_training_ops(self, setup):
-        self.loss = self._loss(setup.loss or self.task.default_loss, setup.loss_region)
+        self.loss = self._loss(setup.loss or self.task.default_loss, setup.loss_region, setup.background_weight)
         # What the progress line and TensorBoard show of training, in the units of the validation score.
         self.training_score = self.task.training_score(tf, self.output, self.targets)
         self.learning_rate = tf.compat.v1.train.polynomial_decay(
@@ -156,14 +156,17 @@ class Network:
             tf.compat.v1.summary.scalar(f'train/{self.task.training_score_tag}', self.training_score),
             tf.compat.v1.summary.scalar('train/learning_rate', self.learning_rate)])
 
-    def _loss(self, loss, region):
-        """mse, rmse (the original's) or binary cross-entropy, over the face (target > 0) or the image."""
+    def _loss(self, loss, region, background_weight):
+        """mse, rmse (the original's) or binary cross-entropy, over the face (target > 0) or the image; with a
+        background_weight, plus that much of the task's hinge on surface painted beyond the target's face."""
         if loss == 'bce':
             per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=self.targets, logits=self.logits)
         else:
             per_pixel = tf.square(self.output - self.targets)
         weight = tf.cast(self.targets > 0, tf.float32) if region == 'face' else tf.ones_like(self.targets)
         mean = masked_mean(tf, per_pixel, weight)
+        if background_weight:
+            mean += background_weight * self.task.painted_background(tf, self.output, self.targets)
         return tf.sqrt(mean, name='loss') if loss == 'rmse' else tf.identity(mean, name='loss')
 
     def describe(self):
@@ -219,7 +222,8 @@ def train(options, observer=TrainingObserver()):
 
     def build_network(max_steps):
         return Network(architecture, options.bfloat16,
-                       TrainingSetup(options.lr, max_steps, options.loss, options.loss_region))
+                       TrainingSetup(options.lr, max_steps, options.loss, options.loss_region,
+                                     options.background_weight))
 
     loop.train(options, architecture, directory, build_network, observer)
 
@@ -308,6 +312,7 @@ TRAINING_VARIATIONS = tuple(kind for kind in VARIATIONS if kind != 'warp')
 DEFAULT_GENERATED_VARIATIONS = TRAINING_VARIATIONS
 DEFAULT_PLAIN_SUBJECTS = 640
 DEFAULT_FAMILY_SUBJECTS = 20
+DEFAULT_BACKGROUND_WEIGHT = 0.0
 DEFAULT_GALLERY_SUBJECTS = 300
 DEFAULT_PREVIEWS = 8
 DEFAULT_MODEL_FIT_EVERY = 20  # the model fit takes seconds per image: test mode runs it on a sample
@@ -411,6 +416,11 @@ def parse_args(argv=None):
     parser.add_argument('--loss-region', choices=['face', 'image'],
                         help='compute the loss over the face only (target > 0; the default for remove) or over the '
                              'whole image (the original\'s; the only one for segment)')
+    parser.add_argument('--background-weight', type=non_negative_float, default=None,
+                        help='remove, loss over the face: also penalise, with this weight, output above '
+                             f'{TASKS["remove"].BACKGROUND_MARGIN_MM:g} mm where the target has no face (the '
+                             'surface the network paints beside the face; training/tasks.py); 0 = the face alone '
+                             f'(default: {DEFAULT_BACKGROUND_WEIGHT})')
     parser.add_argument('--bfloat16', action=argparse.BooleanOptionalAction,
                         help='compute the convolutions in bfloat16, about 2.7x faster to train on CPUs with '
                              'AVX-512 BF16 / AMX (default when training: on where the CPU has them; test, infer '
@@ -482,6 +492,7 @@ class Options:
     summary_every: int
     loss: str
     loss_region: str
+    background_weight: float  # remove, loss over the face: the weight of the hinge on painted background
     bfloat16: bool
     flip: bool
     mirror_average: bool      # test, infer, export
@@ -530,6 +541,10 @@ def resolve_options(args, error):
                                    ('--loss-region', args.loss_region, task.loss_regions)):
         if value is not None and value not in allowed:
             error(f"{option} {value} does not fit --task {name} (choose from {', '.join(allowed)})")
+    loss_region = args.loss_region or task.loss_regions[0]
+    if args.background_weight is not None and (name != 'remove' or loss_region != 'face'):
+        error(f"--background-weight fits --task remove with its loss over the face only (here --task {name}, "
+              f"--loss-region {loss_region}: the loss already covers the background)")
     # both lengths are limits: the run stops at the first
     length = {key: default if getattr(args, key) is None else getattr(args, key)
               for key, default in DEFAULT_LENGTH[name].items()}
@@ -557,7 +572,9 @@ def resolve_options(args, error):
         plain_subjects=min(plain_subjects, generated_subjects) if remove and variations else 0,
         family_subjects=family_subjects,
         checkpoint_dir=checkpoint_dir, results_dir=results_dir, loss=args.loss or task.default_loss,
-        loss_region=args.loss_region or task.loss_regions[0], bfloat16=bfloat16,
+        loss_region=loss_region, bfloat16=bfloat16,
+        background_weight=(DEFAULT_BACKGROUND_WEIGHT if args.background_weight is None and loss_region == 'face'
+                           else args.background_weight or 0.0),
         mirror_average=remove if args.mirror_average is None else args.mirror_average))
 
 

@@ -215,13 +215,17 @@ def test_task_defaults_and_options_that_do_not_fit(capsys):
     remove = convworking.parse_args(['--mode', 'test'])
     assert (remove.data, remove.results_dir) == (os.path.join(REPO, 'data128_128'), os.path.join(REPO, 'results'))
     assert (remove.mirror_average, segment.mirror_average) == (True, False)
+    assert (remove.background_weight, segment.background_weight) == (convworking.DEFAULT_BACKGROUND_WEIGHT, 0.0)
+    assert convworking.parse_args(['--mode', 'train', '--loss-region', 'image']).background_weight == 0.0
     assert convworking.parse_args(['--mode', 'test', '--no-mirror-average']).mirror_average is False
     assert convworking.parse_args(['--mode', 'train', '--task', 'segment', '--loss', 'bce']).loss == 'bce'
     for argv, fragment in ((['--task', 'segment', '--residual'], '--residual'),
                            (['--task', 'segment', '--loss', 'mse'], '--loss mse'),
                            (['--task', 'segment', '--loss-region', 'face'], '--loss-region face'),
                            (['--targets', 'targets'], '--targets'),
-                           (['--mirror-average'], '--mirror-average')):
+                           (['--mirror-average'], '--mirror-average'),
+                           (['--task', 'segment', '--background-weight', '0.1'], '--background-weight'),
+                           (['--loss-region', 'image', '--background-weight', '0.1'], '--loss-region image')):
         with pytest.raises(SystemExit) as stopped:
             convworking.parse_args(['--mode', 'train'] + argv)
         assert stopped.value.code == 2

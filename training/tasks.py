@@ -18,7 +18,7 @@ from evaluation.metrics import (MS_SSIM_FILTER_SIZE, iou_per_class, mean_abs_err
 from evaluation.recognition import recognition
 from evaluation.report import print_table, write_report
 from faces import generated
-from inference.background import with_background
+from inference.background import INSIDE_THRESHOLD_MM, with_background
 from support.paths import recorded_path
 from training import lfw_parts
 from training.splits import check_separate_subjects
@@ -128,6 +128,20 @@ class RemovalTask:
         """The training batch's RMSE over the face in mm, whatever the loss: it compares with validation's."""
         face = tf.cast(targets > 0, tf.float32)
         return tf.sqrt(masked_mean(tf, tf.square(output - targets), face)) * FULL_SCALE_MM
+
+    # --background-weight's hinge: where the target has no face, output above this height is penalised. Half
+    # the height from which infer's background rule counts an output as surface on the input's face.
+    BACKGROUND_MARGIN_MM = INSIDE_THRESHOLD_MM / 2
+
+    @classmethod
+    def painted_background(cls, tf, output, targets):
+        """The squared height (network scale) by which the output stands above BACKGROUND_MARGIN_MM where the
+        target has no face, summed and divided by the face's pixels, as the face loss is: the face loss never
+        sees the surface the network paints beside the face. A hinge, not a pull to 0: over the whole image the
+        loss cost the face its fit (results/experiments.md), and below the margin the background rule erases."""
+        above = tf.nn.relu(output - cls.BACKGROUND_MARGIN_MM / FULL_SCALE_MM) * tf.cast(targets <= 0, tf.float32)
+        return tf.math.divide_no_nan(tf.reduce_sum(tf.square(above)),
+                                     tf.reduce_sum(tf.cast(targets > 0, tf.float32)))
 
     @staticmethod
     def format_training_score(score):
