@@ -27,6 +27,7 @@ from depth.png import DepthImageError
 from evaluation import testing
 from faces import generated
 from faces.variation import VARIATIONS
+from inference.background import DEFAULT_THRESHOLD_MM
 from scanning import prepare
 from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, examples_text,
                                   exit_status, finite_float, positive_float, positive_int, report_error, report_stop,
@@ -158,7 +159,7 @@ class Network:
 
     def _loss(self, loss, region, background_weight):
         """mse, rmse (the original's) or binary cross-entropy, over the face (target > 0) or the image; with a
-        background_weight, plus that much of the task's hinge on surface painted beyond the target's face."""
+        background_weight, plus that much of the task's hinge on surface painted beside the face."""
         if loss == 'bce':
             per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=self.targets, logits=self.logits)
         else:
@@ -166,7 +167,7 @@ class Network:
         weight = tf.cast(self.targets > 0, tf.float32) if region == 'face' else tf.ones_like(self.targets)
         mean = masked_mean(tf, per_pixel, weight)
         if background_weight:
-            mean += background_weight * self.task.painted_background(tf, self.output, self.targets)
+            mean += background_weight * self.task.painted_background(tf, self.output, self.targets, self.inputs)
         return tf.sqrt(mean, name='loss') if loss == 'rmse' else tf.identity(mean, name='loss')
 
     def describe(self):
@@ -418,8 +419,9 @@ def parse_args(argv=None):
                              'whole image (the original\'s; the only one for segment)')
     parser.add_argument('--background-weight', type=non_negative_float, default=None,
                         help='remove, loss over the face: also penalise, with this weight, output above '
-                             f'{TASKS["remove"].BACKGROUND_MARGIN_MM:g} mm where the target has no face (the '
-                             'surface the network paints beside the face; training/tasks.py); 0 = the face alone '
+                             f'{TASKS["remove"].BACKGROUND_MARGIN_MM:g} mm where neither input nor target has a '
+                             'face (the surface the network paints beside the face; training/tasks.py); 0 = the '
+                             'face alone '
                              f'(default: {DEFAULT_BACKGROUND_WEIGHT})')
     parser.add_argument('--bfloat16', action=argparse.BooleanOptionalAction,
                         help='compute the convolutions in bfloat16, about 2.7x faster to train on CPUs with '
@@ -430,7 +432,7 @@ def parse_args(argv=None):
     parser.add_argument('--mirror-average', action=argparse.BooleanOptionalAction,
                         help='test, infer, export: average the output with the mirrored output of the mirrored '
                              'input (twice the computation; default: on for remove, off for segment)')
-    parser.add_argument('--threshold-mm', type=finite_float, default=10.0,
+    parser.add_argument('--threshold-mm', type=finite_float, default=DEFAULT_THRESHOLD_MM,
                         help='beside the input\'s face, outputs below this height (mm) count as background '
                              '(inference/background.py; on the input\'s face, below 1 mm): in the grids, in '
                              'recognition, in test mode\'s whole-image scores and in the images infer writes')

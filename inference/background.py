@@ -10,6 +10,8 @@ height) and, within NEAR_INPUT_PX of it, where it stands above the threshold (re
 import cv2
 import numpy as np
 
+# Beside the input's surface, the output is surface from this height (mm) up: --threshold-mm's default.
+DEFAULT_THRESHOLD_MM = 10.0
 # Where the input has a surface, the output is surface from this height (mm) up (or from the threshold, when
 # that is lower): only the back plane's own height is background there.
 INSIDE_THRESHOLD_MM = 1.0

@@ -170,17 +170,18 @@ def test_the_training_score_is_the_batch_rmse_over_the_face_in_mm():
 
 
 @pytest.mark.parametrize('weight', [0.0, 0.5])
-def test_the_background_weight_adds_a_hinge_on_output_above_the_margin_where_the_target_has_no_face(weight):
+def test_the_background_weight_adds_a_hinge_on_output_above_the_margin_where_neither_side_has_a_face(weight):
     graph, network = build(TINY, TrainingSetup(loss='mse', loss_region='face', background_weight=weight))
     rng = np.random.default_rng(3)
-    targets = np.where(rng.random((2, 128, 128, 1)) < 0.4, rng.random((2, 128, 128, 1)), 0).astype(np.float32)
-    output = mm_to_network(rng.uniform(-5, 20, (2, 128, 128, 1)))   # in mm: below, at and above the margin
+    shape = (2, 128, 128, 1)
+    targets, inputs = (np.where(rng.random(shape) < 0.4, rng.random(shape), 0).astype(np.float32) for _ in 'ti')
+    output = mm_to_network(rng.uniform(-5, 20, shape))   # in mm: below, at and above the 5 mm margin
     with graph.as_default(), tf.compat.v1.Session() as session:
         session.run(tf.compat.v1.global_variables_initializer())
         # the loss as a function of the output: fed in place of the network's answer
-        loss = session.run(network.loss, {network.output: output, network.targets: targets})
-    face, background = targets > 0, targets <= 0
-    above = np.maximum(output[background] - mm_to_network(0.5), 0)
+        loss = session.run(network.loss, {network.output: output, network.targets: targets, network.inputs: inputs})
+    face, beside = targets > 0, (targets == 0) & (inputs == 0)
+    above = np.maximum(output[beside] - mm_to_network(5.0), 0)
     expected = np.mean((output[face] - targets[face]) ** 2) + weight * np.sum(above ** 2) / face.sum()
     assert loss == pytest.approx(expected, rel=1e-4)
 

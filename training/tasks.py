@@ -18,7 +18,7 @@ from evaluation.metrics import (MS_SSIM_FILTER_SIZE, iou_per_class, mean_abs_err
 from evaluation.recognition import recognition
 from evaluation.report import print_table, write_report
 from faces import generated
-from inference.background import INSIDE_THRESHOLD_MM, with_background
+from inference.background import DEFAULT_THRESHOLD_MM, with_background
 from support.paths import recorded_path
 from training import lfw_parts
 from training.splits import check_separate_subjects
@@ -129,17 +129,19 @@ class RemovalTask:
         face = tf.cast(targets > 0, tf.float32)
         return tf.sqrt(masked_mean(tf, tf.square(output - targets), face)) * FULL_SCALE_MM
 
-    # --background-weight's hinge: where the target has no face, output above this height is penalised. Half
-    # the height from which infer's background rule counts an output as surface on the input's face.
-    BACKGROUND_MARGIN_MM = INSIDE_THRESHOLD_MM / 2
+    # --background-weight's hinge: beside the input's face, where the target has no face either, output above
+    # this height is penalised: half the height from which infer's background rule keeps an output there.
+    BACKGROUND_MARGIN_MM = DEFAULT_THRESHOLD_MM / 2
 
     @classmethod
-    def painted_background(cls, tf, output, targets):
-        """The squared height (network scale) by which the output stands above BACKGROUND_MARGIN_MM where the
-        target has no face, summed and divided by the face's pixels, as the face loss is: the face loss never
-        sees the surface the network paints beside the face. A hinge, not a pull to 0: over the whole image the
-        loss cost the face its fit (results/experiments.md), and below the margin the background rule erases."""
-        above = tf.nn.relu(output - cls.BACKGROUND_MARGIN_MM / FULL_SCALE_MM) * tf.cast(targets <= 0, tf.float32)
+    def painted_background(cls, tf, output, targets, inputs):
+        """The squared height (network scale) by which the output stands above BACKGROUND_MARGIN_MM where neither
+        the input nor the target has a face, summed and divided by the face's pixels, as the face loss is: the
+        face loss never sees the surface the network paints beside the face. Not where the input has a face and
+        the target none (an outline the expression moved inwards): erasing there cost the face its fit
+        (results/experiments.md). A hinge, not a pull to 0: below the margin the background rule erases."""
+        beside = tf.cast((targets <= 0) & (inputs <= 0), tf.float32)
+        above = tf.nn.relu(output - cls.BACKGROUND_MARGIN_MM / FULL_SCALE_MM) * beside
         return tf.math.divide_no_nan(tf.reduce_sum(tf.square(above)),
                                      tf.reduce_sum(tf.cast(targets > 0, tf.float32)))
 
