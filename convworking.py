@@ -421,8 +421,7 @@ def parse_args(argv=None):
                         help='remove, loss over the face: also penalise, with this weight, output above '
                              f'{TASKS["remove"].BACKGROUND_MARGIN_MM:g} mm where neither input nor target has a '
                              'face (the surface the network paints beside the face; training/tasks.py); 0 = the '
-                             'face alone '
-                             f'(default: {DEFAULT_BACKGROUND_WEIGHT})')
+                             f'face alone (default: {DEFAULT_BACKGROUND_WEIGHT})')
     parser.add_argument('--bfloat16', action=argparse.BooleanOptionalAction,
                         help='compute the convolutions in bfloat16, about 2.7x faster to train on CPUs with '
                              'AVX-512 BF16 / AMX (default when training: on where the CPU has them; test, infer '
