@@ -366,6 +366,10 @@ def parse_args(argv=None):
                              'faces of a kind no training draws from (warped identities, cut outlines, moving '
                              'faces, scanner noise), and choose the best checkpoint by the mean of its score and '
                              f'the valid split\'s; 0 = the valid split alone (default: {DEFAULT_FAMILY_SUBJECTS})')
+    parser.add_argument('--neutral-repeats', type=whole_number(0, 100), default=0,
+                        help='remove, train: add each training subject\'s neutral pair (its neutral face as input '
+                             'and target) this many times more; a neutral input should come out as itself, and '
+                             'it is one pair of a subject\'s 31-37')
     parser.add_argument('--gallery-subjects', type=whole_number(0), default=DEFAULT_GALLERY_SUBJECTS,
                         help='remove, test: also measure recognition on a gallery of this many generated '
                              f'identities no training sees (seed {generated.GALLERY_SEED}), cached in '
@@ -472,6 +476,7 @@ class Options:
     generated_variations: tuple   # faces.variation kinds of the generated identities, in VARIATIONS' order
     plain_subjects: int           # the first generated identities again, unvaried (0 = none)
     family_subjects: int          # the held-out validation family's subjects (0 = none)
+    neutral_repeats: int          # each training subject's neutral pair this many times more (0 = once)
     gallery_subjects: int
     model_fit_every: int          # test: the model-fit baseline on every Nth test image (0 = none)
     generated_dir: str
@@ -510,7 +515,7 @@ class Options:
     def data_source(self):
         return DataSource(self.data, self.targets, self.generated_dir, self.generated_subjects,
                           self.gallery_subjects, self.generated_variations, self.plain_subjects,
-                          self.family_subjects)
+                          self.family_subjects, self.neutral_repeats)
 
 
 def resolve_options(args, error):
@@ -531,7 +536,7 @@ def resolve_options(args, error):
             error("--residual does not fit --task segment (its output is a probability, not a correction)")
         if args.generated_subjects:
             error("--generated-subjects does not fit --task segment (its data are photographs)")
-        for option in ('generated_variations', 'plain_subjects', 'family_subjects'):
+        for option in ('generated_variations', 'plain_subjects', 'family_subjects', 'neutral_repeats'):
             if getattr(args, option):
                 error(f"--{option.replace('_', '-')} does not fit --task segment (its data are photographs)")
     elif args.targets is not None:

@@ -61,6 +61,10 @@ class Dataset:
                    np.concatenate([dataset.inputs for dataset in datasets]),
                    np.concatenate([dataset.targets for dataset in datasets]))
 
+    def subset(self, indices):
+        """The pairs at these indices, in their order (an index may repeat)."""
+        return type(self)([self.names[index] for index in indices], self.inputs[indices], self.targets[indices])
+
     def __len__(self):
         return len(self.names)
 

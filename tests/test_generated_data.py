@@ -13,7 +13,7 @@ import convworking
 from conftest import REPO, TINY_NETWORK, run_program
 from depth.dataset import SPLITS, Dataset
 from faces import generated
-from training.tasks import TASKS
+from training.tasks import TASKS, DataSource, neutral_indices
 
 COMMITTED = Path(REPO) / 'data128_128'
 
@@ -87,6 +87,18 @@ def test_generated_subjects_join_the_committed_training_split(tiny_data, two_gen
 def test_default_training_uses_640_generated_subjects_and_the_segment_task_none():
     assert convworking.parse_args(['--mode', 'train']).generated_subjects == 640
     assert convworking.parse_args(['--mode', 'train', '--task', 'segment']).generated_subjects == 0
+
+
+def test_neutral_repeats_add_each_neutral_pair_that_many_times_more(tiny_data):
+    committed = Dataset.load(tiny_data, 'train')
+    once = TASKS['remove'].with_generated(committed, DataSource(tiny_data))
+    thrice_more = TASKS['remove'].with_generated(committed, DataSource(tiny_data, neutral_repeats=3))
+    neutral = neutral_indices(once.names)
+    assert len(neutral) == 3 and len(once) == len(committed) == 12
+    assert thrice_more.names == once.names + [once.names[index] for index in neutral] * 3
+    added = thrice_more.subset(range(len(once), len(thrice_more)))
+    np.testing.assert_array_equal(added.inputs, np.tile(once.inputs[neutral], (3, 1, 1, 1)))
+    np.testing.assert_array_equal(added.inputs, added.targets)   # a neutral input is its own target
 
 
 def test_a_tiny_training_with_generated_subjects_runs_end_to_end(tiny_data, two_generated, tmp_path):

@@ -225,6 +225,7 @@ def test_task_defaults_and_options_that_do_not_fit(capsys):
                            (['--targets', 'targets'], '--targets'),
                            (['--mirror-average'], '--mirror-average'),
                            (['--task', 'segment', '--background-weight', '0.1'], '--background-weight'),
+                           (['--task', 'segment', '--neutral-repeats', '2'], '--neutral-repeats'),
                            (['--loss-region', 'image', '--background-weight', '0.1'], '--loss-region image')):
         with pytest.raises(SystemExit) as stopped:
             convworking.parse_args(['--mode', 'train'] + argv)

@@ -35,6 +35,12 @@ class DataSource:
     generated_variations: tuple = ()  # remove: faces.variation kinds of the generated training identities
     plain_subjects: int = 0         # remove: the first generated identities again, as the face model made them
     family_subjects: int = 0        # remove: subjects of the held-out validation family (0 = none)
+    neutral_repeats: int = 0        # remove: each training subject's neutral pair this many times more
+
+
+def neutral_indices(names):
+    """Where the neutral pairs (code NE: the input is the target) are among these file names."""
+    return [index for index, name in enumerate(names) if parse_name(name)[1] == 'NE']
 
 
 def masked_mean(tf, values, weight):
@@ -84,7 +90,8 @@ class RemovalTask:
     def with_generated(committed, data):
         """The committed training split, joined by the generated identities (made if not cached): varied as
         data.generated_variations says, and the first data.plain_subjects of them again as the face model made
-        them (the committed valid and test splits are such faces)."""
+        them (the committed valid and test splits are such faces); with data.neutral_repeats, each neutral pair
+        that many times more: a neutral input should come out as itself, and it is one pair of a subject's 31-37."""
         parts = [committed]
         if data.generated_subjects:
             parts.append(Dataset.load(generated.ensure_training_identities(
@@ -92,6 +99,8 @@ class RemovalTask:
         if data.plain_subjects and data.generated_variations:
             parts.append(Dataset.load(generated.ensure_training_identities(data.generated_dir, data.plain_subjects),
                                       'train'))
+        if data.neutral_repeats:
+            parts += [part.subset(neutral_indices(part.names) * data.neutral_repeats) for part in list(parts)]
         return parts[0] if len(parts) == 1 else Dataset.joined(parts)
 
     def load_for_testing(self, data):
@@ -208,7 +217,7 @@ class RemovalTask:
             note = train
         else:
             train_inputs, train_targets = network_to_mm(train.inputs[..., 0]), network_to_mm(train.targets[..., 0])
-            neutral = [i for i, name in enumerate(train.names) if parse_name(name)[1] == 'NE']
+            neutral = neutral_indices(train.names)
             linear = LinearBaseline().fit(train_inputs, train_targets)
             neutral_mean = mean_face(train_targets[neutral] if neutral else train_targets)
             outputs = baseline_outputs(inputs_mm, neutral_mean, linear)
