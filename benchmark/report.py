@@ -3,7 +3,6 @@ paired ratios, every null with its reason), and the table and verdicts printed f
 """
 import json
 import statistics
-import sys
 
 PRECISIONS = ('float32', 'bfloat16')
 SUFFIX = {'float32': '_f32', 'bfloat16': '_bf16'}
@@ -197,8 +196,9 @@ def verdicts(report, targets):
     return '\n'.join(lines)
 
 
-def print_report(report, targets, command, stream=sys.stdout):
-    """The report as bench.py prints it; its first and last lines start with `command` (the command's name)."""
+def print_report(report, targets, command, stream=None):
+    """The report as bench.py prints it (on `stream`, else standard output as it is when printing); its first and
+    last lines start with `command` (the command's name)."""
     settings, machine, found = report['settings'], report['machine'], report['versions']
     print(f"{command}: {report['date']}; {machine['cpu']}, {machine['cores']} cores"
           f"{', AVX-512 BF16' if machine['avx512_bf16'] else ''}{', AMX' if machine['amx_bf16'] else ''}, "

@@ -28,12 +28,14 @@ class ProgressLine:
     training step for its images), so the rate is in units whatever is counted.
     """
 
-    def __init__(self, total, first=0, label='', counted='', unit='img', per_count=1, stream=sys.stdout,
+    def __init__(self, total, first=0, label='', counted='', unit='img', per_count=1, stream=None,
                  log_interval=30.0):
         self.total, self.first = total, first
         self.label, self.counted, self.unit, self.per_count = label, counted, unit, per_count
-        self.stream = stream
-        self.live = stream.isatty()
+        # standard output as it is now, not as it was when this module was imported (a test's capture, since
+        # closed, or a redirection made later)
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty()
         self.log_interval = log_interval
         self.started = self.last_shown = time.time()
         self.showing = False        # a live line is on screen without its newline

@@ -1,6 +1,7 @@
 """TensorFlow, quietly: imported without its start-up chatter and on first use, its errors in one line."""
 import functools
 import os
+import sys
 
 from support.safe_files import quiet_stderr
 
@@ -22,6 +23,13 @@ def import_tensorflow_quietly():
     # one line (e.g. tf.train.latest_checkpoint's about a checkpoint whose files are missing).
     tensorflow.get_logger().setLevel('CRITICAL')
     return tensorflow
+
+
+def tensorflow_loaded():
+    """Whether TensorFlow's import has completed. An import that Ctrl-C broke leaves no 'tensorflow' module, and
+    trying it again fails with a traceback of its own (its registries are half filled): after Ctrl-C, ask
+    first."""
+    return 'tensorflow' in sys.modules
 
 
 class LazyTensorFlow:

@@ -102,11 +102,20 @@ class ImportBrokenByCtrlC:
 def test_ctrl_c_inside_tensorflows_import_is_not_followed_by_a_second_import(tiny_data, tmp_path, monkeypatch,
                                                                             capsys):
     import convworking
-    monkeypatch.setattr(convworking, 'tf', ImportBrokenByCtrlC())
-    status = convworking.main(['--mode', 'train', '--data', tiny_data, '--checkpoint-dir', tmp_path / 'c',
-                               '--results-dir', tmp_path / 'r', *TINY_NETWORK, *NO_GENERATED])
-    assert status == 130 and convworking.tf.uses == 1
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith('convworking.py: interrupted')
+    from training import checkpoints
+    broken = ImportBrokenByCtrlC()
+    for module in (convworking, checkpoints):
+        monkeypatch.setattr(module, 'tf', broken)
+    monkeypatch.delitem(sys.modules, 'tensorflow', raising=False)   # as a broken import leaves it
+    # a run to resume: what Ctrl-C kept would be asked of TensorFlow
+    (tmp_path / 'c' / 'remove').mkdir(parents=True)
+    (tmp_path / 'c' / 'remove' / 'checkpoint').write_text('model_checkpoint_path: "latest-5"\n')
+    argv = ['--mode', 'train', '--data', tiny_data, '--checkpoint-dir', tmp_path / 'c', '--results-dir',
+            tmp_path / 'r', *TINY_NETWORK, *NO_GENERATED]
+    assert convworking.main(argv) == 130 and broken.uses == 1
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith(f"convworking.py: interrupted before training started; "
+                                                 f"{tmp_path / 'c' / 'remove'} is as it was."), said
 
 
 def test_sigterm_at_start_ends_in_one_line_with_status_143(tiny_data, tmp_path):

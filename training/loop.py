@@ -13,7 +13,7 @@ from evaluation.plotting import grid_examples, save_grid
 from support.command_line import PROGRAM, UsageError, check_room, say
 from support.paths import recorded_path
 from support.progress import ProgressLine
-from support.quiet_tensorflow import tf
+from support.quiet_tensorflow import tensorflow_loaded, tf
 from support.safe_files import locked_folder, remove_leftovers
 from training.checkpoints import (LATEST_STATE_FILE, Checkpoints, checkpoint_prefix, prepare_folder,
                                   resume_or_start, validation_digest, write_options)
@@ -197,6 +197,8 @@ def interrupted_training_note(directory, argv):
     """What Ctrl-C kept and lost, and the command that carries on (the same one, without --restart).
     The latest checkpoint is read from its folder: the Saver switches its state file only once a save is whole."""
     rerun = shlex.join(['python', PROGRAM] + [word for word in argv if word != '--restart'])
+    if not tensorflow_loaded():   # stopped while TensorFlow loaded: nothing was trained or written yet
+        return f" before training started; {directory} is as it was. Start again with: {rerun}"
     kept = checkpoint_prefix(directory, (LATEST_STATE_FILE,))
     if not kept:
         return f" before the first checkpoint; nothing is kept. Start again with: {rerun}"
