@@ -5,7 +5,9 @@ The network is trained and scored on face pixels; what it outputs beyond the fac
 threshold alone erased the lowest parts of the true face (2.8 % of it at 10 mm) and still kept surface the
 network painted far from any face. The input tells where a face can be: an expression moves the outline of
 the face by a pixel or two at most, so the output is surface where the input has a surface (above a low
-height) and, within NEAR_INPUT_PX of it, where it stands above the threshold (results/experiments.md).
+height) and, within NEAR_INPUT_PX of it, where it stands above the threshold (results/experiments.md). A hole the
+input's surface encloses (an open mouth a scanner or a mesh left empty) counts as the input's surface: the
+neutral face closes it.
 """
 import cv2
 import numpy as np
@@ -20,15 +22,24 @@ INSIDE_THRESHOLD_MM = 1.0
 NEAR_INPUT_PX = 3
 
 
+def with_holes_filled(surface):
+    """One H x W boolean image of surface plus the background pixels it encloses (those from which no path of
+    background pixels, stepping to the four neighbours, reaches the image's border)."""
+    _, labels = cv2.connectedComponents((~surface).astype(np.uint8), connectivity=4)
+    outside = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return surface | ~np.isin(labels, outside)
+
+
 def surface_mask(output_mm, input_mm, threshold_mm):
     """Boolean N x H x W (or H x W): where the output (mm) is surface, given its input (mm)."""
     output_mm, input_mm = np.asarray(output_mm), np.asarray(input_mm)
-    has_input = input_mm > 0
+    images = (input_mm > 0).reshape((-1,) + input_mm.shape[-2:])
+    face = np.stack([with_holes_filled(image) for image in images])
     offsets = np.arange(-NEAR_INPUT_PX, NEAR_INPUT_PX + 1)
     kernel = (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= NEAR_INPUT_PX ** 2).astype(np.uint8)  # a disc
-    images = has_input.reshape((-1,) + has_input.shape[-2:]).astype(np.uint8)
-    near = np.stack([cv2.dilate(image, kernel) for image in images]).reshape(has_input.shape).astype(bool)
-    return ((has_input & (output_mm >= min(threshold_mm, INSIDE_THRESHOLD_MM)))
+    near = np.stack([cv2.dilate(image.astype(np.uint8), kernel) for image in face]).astype(bool)
+    face, near = face.reshape(input_mm.shape), near.reshape(input_mm.shape)
+    return ((face & (output_mm >= min(threshold_mm, INSIDE_THRESHOLD_MM)))
             | (near & (output_mm >= threshold_mm)))
 
 

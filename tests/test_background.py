@@ -1,7 +1,8 @@
 """The background rule infer, the grids and test mode share (inference.background), on arrays made here."""
 import numpy as np
 
-from inference.background import INSIDE_THRESHOLD_MM, NEAR_INPUT_PX, surface_mask, with_background
+from inference.background import (INSIDE_THRESHOLD_MM, NEAR_INPUT_PX, surface_mask, with_background,
+                                  with_holes_filled)
 
 
 def face_and_output():
@@ -46,3 +47,17 @@ def test_a_zero_threshold_keeps_the_raw_output_near_the_face():
     mask = surface_mask(output_mm, input_mm, threshold_mm=0.0)
     assert mask[8:24, 8:24].all() and mask[8:24, 24:24 + NEAR_INPUT_PX].all() and not mask[0:3, 0:3].any()
     assert INSIDE_THRESHOLD_MM > 0
+
+
+def test_a_hole_the_input_encloses_is_face_and_an_open_bay_is_not():
+    input_mm = np.zeros((32, 32))
+    input_mm[4:28, 4:28] = 60.0
+    input_mm[12:18, 10:22] = 0.0                         # an open mouth left empty: enclosed by the face
+    input_mm[20:28, 14:18] = 0.0                         # a bay cut in from the face's lower edge: open to outside
+    output_mm = np.full((32, 32), 5.0)                   # above the inside threshold, below the 10 mm one
+    mask = surface_mask(output_mm, input_mm, threshold_mm=10.0)
+    assert mask[12:18, 10:22].all()                      # the hole closes, as the neutral face does
+    assert not mask[20:28, 14:18].any()                  # the bay is only beside the face: 5 mm is too low there
+    assert not mask[:, :2].any()
+    holes = with_holes_filled(input_mm > 0) & ~(input_mm > 0)
+    assert holes.sum() == 6 * 12 and holes[12:18, 10:22].all()
