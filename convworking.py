@@ -579,8 +579,9 @@ def resolve_options(args, error):
         family_subjects=family_subjects,
         checkpoint_dir=checkpoint_dir, results_dir=results_dir, loss=args.loss or task.default_loss,
         loss_region=loss_region, bfloat16=bfloat16,
-        background_weight=(DEFAULT_BACKGROUND_WEIGHT if args.background_weight is None and loss_region == 'face'
-                           else args.background_weight or 0.0),
+        # the hinge belongs to the face loss alone (a weight given with any other loss was refused above)
+        background_weight=(args.background_weight if args.background_weight is not None
+                           else DEFAULT_BACKGROUND_WEIGHT if loss_region == 'face' else 0.0),
         mirror_average=remove if args.mirror_average is None else args.mirror_average))
 
 

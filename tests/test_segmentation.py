@@ -217,6 +217,7 @@ def test_task_defaults_and_options_that_do_not_fit(capsys):
     assert (remove.mirror_average, segment.mirror_average) == (True, False)
     assert (remove.background_weight, segment.background_weight) == (convworking.DEFAULT_BACKGROUND_WEIGHT, 0.0)
     assert convworking.parse_args(['--mode', 'train', '--loss-region', 'image']).background_weight == 0.0
+    assert convworking.parse_args(['--mode', 'train', '--background-weight', '0.05']).background_weight == 0.05
     assert convworking.parse_args(['--mode', 'test', '--no-mirror-average']).mirror_average is False
     assert convworking.parse_args(['--mode', 'train', '--task', 'segment', '--loss', 'bce']).loss == 'bce'
     for argv, fragment in ((['--task', 'segment', '--residual'], '--residual'),
