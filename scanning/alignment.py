@@ -381,7 +381,8 @@ def _solve_pose_and_weights(rows, values, identity_count, with_expression, ridge
     rhs = cv2.gemm(rows, values[:, None], 1, None, 0, flags=cv2.GEMM_1_T).ravel()
     lower, upper = np.full(unknowns, -np.inf), np.full(unknowns, np.inf)
     lower[6 + identity_count:], upper[6 + identity_count:] = 0.0, 1.0 if with_expression else 0.0
-    solution, free = np.zeros(unknowns), lower < upper
+    movable = lower < upper  # without expression its weights are held at 0: never to be freed
+    solution, free = np.zeros(unknowns), movable.copy()
     for _ in range(2 * unknowns):  # each round fixes or frees at least one weight; it ends in a few
         block = np.ix_(free, free)
         known = matrix[:, ~free] @ solution[~free]
@@ -392,7 +393,7 @@ def _solve_pose_and_weights(rows, values, identity_count, with_expression, ridge
             free &= ~(below | above)
             continue
         gradient = matrix @ solution - rhs
-        inwards = ~free & (((solution <= lower) & (gradient < 0)) | ((solution >= upper) & (gradient > 0)))
+        inwards = movable & ~free & (((solution <= lower) & (gradient < 0)) | ((solution >= upper) & (gradient > 0)))
         if not inwards.any():
             break
         free |= inwards
