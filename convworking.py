@@ -92,14 +92,17 @@ class Network:
     graph freezes to plain operations. Test and infer keep the placeholder (default False): grappler optimises
     the two graphs differently, and the placeholder's graph reproduces the published test metrics bit for bit
     (the fixed one differs from them by about 1e-8 mm). mirror_average (test, infer, export) averages the
-    output with the mirrored output of the mirrored input; training and validation score the network alone.
+    output with the mirrored output of the mirrored input; deadband_mm (the same, remove only) then shrinks the
+    displacement of the input's surface by that much towards none; training and validation score the network
+    alone.
     """
 
     IMAGE_HEIGHT = IMAGE_WIDTH = IMAGE_SIZE
     IMAGE_CHANNELS = 1
 
-    def __init__(self, architecture, bfloat16=False, training=None, for_export=False, mirror_average=False):
-        self.architecture, self.mirror_average = architecture, mirror_average
+    def __init__(self, architecture, bfloat16=False, training=None, for_export=False, mirror_average=False,
+                 deadband_mm=0.0):
+        self.architecture, self.mirror_average, self.deadband_mm = architecture, mirror_average, deadband_mm
         self.task = TASKS[architecture['task']]
         shape = [None, self.IMAGE_HEIGHT, self.IMAGE_WIDTH, self.IMAGE_CHANNELS]
         self.inputs = tf.compat.v1.placeholder(tf.float32, shape, name='inputs')
@@ -133,6 +136,8 @@ class Network:
         if mirror_average:
             direct, mirrored = tf.split(output, 2)
             output = (direct + tf.reverse(mirrored, [2])) / 2
+        if deadband_mm:
+            output = self.task.with_deadband(tf, output, self.inputs, deadband_mm)
         self.output = tf.identity(output, name='output')
 
         self.global_step = tf.compat.v1.train.get_or_create_global_step()
@@ -243,7 +248,7 @@ def restore_for_inference(options, for_export=False):
     architecture = resolve_architecture(options, read_options(os.path.dirname(prefix)), prefix)
     tf.compat.v1.reset_default_graph()
     network = Network(architecture, bfloat16=options.bfloat16, for_export=for_export,
-                      mirror_average=options.mirror_average)
+                      mirror_average=options.mirror_average, deadband_mm=options.deadband_mm)
     variables = network.model_variables
     session = tf.compat.v1.Session()
     restore_checkpoint(tf.compat.v1.train.Saver(variables), session, prefix, variables, architecture)
@@ -284,8 +289,8 @@ EXAMPLES = (
      f'python {PROGRAM} --mode prepare --input samples/scan_surprise.ply --output runs/prepared'),
     (None, f'python {PROGRAM} --mode infer --input runs/prepared --output runs/neutral_scan'),
     ('the model for use without this code: frozen graphs, SavedModel, OpenCV graph (OpenCV reads the network\n'
-     'alone, without the mirror average of test and infer)',
-     f'python {PROGRAM} --mode export --no-mirror-average --output runs/exported'),
+     'alone, without the mirror average and the deadband of test and infer)',
+     f'python {PROGRAM} --mode export --no-mirror-average --deadband-mm 0 --output runs/exported'),
     ('a smoke run: 200 steps on the committed training split only (nothing rendered), 2-3 minutes on the\n'
      'project\'s 2-core CPU (bfloat16)',
      f'python {PROGRAM} --mode train --max-steps 200 --generated-subjects 0 --family-subjects 0 '
@@ -314,6 +319,9 @@ DEFAULT_GENERATED_VARIATIONS = TRAINING_VARIATIONS
 DEFAULT_PLAIN_SUBJECTS = 640
 DEFAULT_FAMILY_SUBJECTS = 20
 DEFAULT_BACKGROUND_WEIGHT = 0.0
+# test, infer, export: the displacement's soft threshold, chosen on the valid split and the held-out family
+# (results/experiments.md)
+DEFAULT_DEADBAND_MM = 0.2
 DEFAULT_GALLERY_SUBJECTS = 300
 DEFAULT_PREVIEWS = 8
 DEFAULT_MODEL_FIT_EVERY = 20  # the model fit takes seconds per image: test mode runs it on a sample
@@ -435,6 +443,12 @@ def parse_args(argv=None):
     parser.add_argument('--mirror-average', action=argparse.BooleanOptionalAction,
                         help='test, infer, export: average the output with the mirrored output of the mirrored '
                              'input (twice the computation; default: on for remove, off for segment)')
+    parser.add_argument('--deadband-mm', type=non_negative_float,
+                        help='test, infer, export (remove): shrink the network\'s change of each height of the '
+                             'input\'s face by this much (mm), so that changes smaller than it are not made: '
+                             'mostly the network\'s ripple on faces it should leave alone '
+                             f'(default: {DEFAULT_DEADBAND_MM:g}, chosen on the valid split and the held-out '
+                             'family; 0 = off)')
     parser.add_argument('--threshold-mm', type=finite_float, default=DEFAULT_THRESHOLD_MM,
                         help='beside the input\'s face, outputs below this height (mm) count as background '
                              '(inference/background.py; on the input\'s face, below 1 mm): in the grids, in '
@@ -502,6 +516,7 @@ class Options:
     bfloat16: bool
     flip: bool
     mirror_average: bool      # test, infer, export
+    deadband_mm: float        # test, infer, export (remove): the displacement's soft threshold (0 = off)
     threshold_mm: float
     # the architecture as given (None: the checkpoint's, else ARCHITECTURE_DEFAULTS; see resolve_architecture)
     kernel_size: int
@@ -543,6 +558,8 @@ def resolve_options(args, error):
         error(f"--targets does not fit --task {name} (it chooses the masks of --task segment)")
     if args.mode == 'train' and args.mirror_average is not None:
         error("--mirror-average does not fit --mode train (training and its validation score the network alone)")
+    if args.deadband_mm is not None and (args.mode not in ('test', 'infer', 'export') or name != 'remove'):
+        error(f"--deadband-mm fits --task remove in test, infer and export (here --task {name}, --mode {args.mode})")
     for option, value, allowed in (('--loss', args.loss, task.losses),
                                    ('--loss-region', args.loss_region, task.loss_regions)):
         if value is not None and value not in allowed:
@@ -582,7 +599,10 @@ def resolve_options(args, error):
         # the hinge belongs to the face loss alone (a weight given with any other loss was refused above)
         background_weight=(args.background_weight if args.background_weight is not None
                            else DEFAULT_BACKGROUND_WEIGHT if loss_region == 'face' else 0.0),
-        mirror_average=remove if args.mirror_average is None else args.mirror_average))
+        mirror_average=remove if args.mirror_average is None else args.mirror_average,
+        deadband_mm=(DEFAULT_DEADBAND_MM if remove and args.mode in ('test', 'infer', 'export') else 0.0)
+        if args.deadband_mm is None
+        else args.deadband_mm))
 
 
 def main(argv=None, observer=TrainingObserver()):

@@ -39,7 +39,8 @@ def test_checkpoint(options, restore):
                       f'test split, {os.path.basename(prefix)}: input, ground truth, output, background removed, '
                       'its error')
         write_strict_json(os.path.join(options.results_dir, 'test_metrics.json'),
-                          dict(metrics, mirror_average=network.mirror_average))
+                          dict(metrics, mirror_average=network.mirror_average,
+                               deadband_mm=network.deadband_mm))
     print()
     task.print_metrics(metrics)
     print()

@@ -245,12 +245,14 @@ def write_export(session, network, checkpoint, graph_def, directory, threshold_m
                                f"(tolerance {EXPORT_TOLERANCE})")
     differences['opencv_graph'], opencv_problem = try_opencv_export(graph_def, opencv_path, batch, expected)
     # operations OpenCV does not read, of options that change how the checkpoint is run, not the checkpoint
-    unread = [what for given, what in ((bfloat16, 'Cast operations (--bfloat16)'),
-                                       (network.mirror_average, 'ReverseV2 operations (--mirror-average)')) if given]
+    unread = [(what, option) for given, what, option in (
+        (bfloat16, 'Cast operations (--bfloat16)', '--no-bfloat16'),
+        (network.mirror_average, 'ReverseV2 operations (--mirror-average)', '--no-mirror-average'),
+        (network.deadband_mm, 'Sign and Select operations (--deadband-mm)', '--deadband-mm 0')) if given]
     if opencv_problem and unread:
-        opencv_problem = (f"the graph has {' and '.join(unread)}, which OpenCV does not read; export with "
-                          '--no-bfloat16 --no-mirror-average for OpenCV, the checkpoint is the same. '
-                          f'{opencv_problem}')
+        opencv_problem = (f"the graph has {' and '.join(what for what, _ in unread)}, which OpenCV does not read; "
+                          f"export with {' '.join(option for _, option in unread)} for OpenCV, the checkpoint "
+                          f'is the same. {opencv_problem}')
 
     step, valid_rmse = session.run([network.global_step, network.best_valid_score])
     shape = [None, IMAGE_SIZE, IMAGE_SIZE, 1]
@@ -281,6 +283,7 @@ def write_export(session, network, checkpoint, graph_def, directory, threshold_m
         'architecture': network.architecture,
         'bfloat16': bfloat16,
         'mirror_average': network.mirror_average,
+        'deadband_mm': network.deadband_mm,
         'max_abs_difference_to_checkpoint': differences,
     }
     write_strict_json(info_path, info)

@@ -22,6 +22,7 @@ from inference.background import INSIDE_THRESHOLD_MM, with_background
 from support.paths import resolve_recorded_path
 
 THRESHOLD_MM = 10.0  # the command line's default --threshold-mm
+DEADBAND_MM = 0.2    # the command line's default --deadband-mm
 
 
 @pytest.fixture(scope='module')
@@ -39,20 +40,22 @@ def checkpoint(tiny_data, tmp_path_factory):
     return prefix, architecture
 
 
-def checkpoint_outputs(checkpoint, batch, mirror_average=True):
+def checkpoint_outputs(checkpoint, batch, mirror_average=True, deadband_mm=DEADBAND_MM):
     """The network's output for a batch (network scale), computed in this process from the checkpoint; with
     mirror_average (the default of infer and export), averaged here with the mirrored output of the mirrored
-    batch."""
+    batch; then the displacement of the input's surface shrunk by deadband_mm, recomputed here in numpy."""
     prefix, architecture = checkpoint
     with tf.Graph().as_default():
         network = Network(architecture)
         with tf.compat.v1.Session() as session:
             tf.compat.v1.train.Saver(network.model_variables).restore(session, prefix)
-            direct = session.run(network.output, {network.inputs: batch})
-            if not mirror_average:
-                return direct
-            mirrored = session.run(network.output, {network.inputs: batch[:, :, ::-1]})[:, :, ::-1]
-            return (direct + mirrored) / 2
+            output = session.run(network.output, {network.inputs: batch})
+            if mirror_average:
+                mirrored = session.run(network.output, {network.inputs: batch[:, :, ::-1]})[:, :, ::-1]
+                output = (output + mirrored) / 2
+    displacement = output - batch
+    shrunk = np.sign(displacement) * np.maximum(np.abs(displacement) - mm_to_network(deadband_mm), 0)
+    return np.where((batch > 0) & (output > 0), batch + shrunk, output)
 
 
 def faces_mm(count, seed=1):
@@ -297,7 +300,8 @@ def exported(checkpoint, tmp_path_factory):
     with open(results / 'test_metrics.json', 'w') as file:
         json.dump({'checkpoint': checkpoint[0], 'data': str(root / 'data'), 'rmse_mm': 4.25}, file)
     done = run_program('--mode', 'export', '--checkpoint', checkpoint[0], '--results-dir', results,
-                       '--data', root / 'data', '--output', root / 'model', '--no-mirror-average')
+                       '--data', root / 'data', '--output', root / 'model', '--no-mirror-average',
+                       '--deadband-mm', 0)
     assert done.returncode == 0, done.stderr
     return root / 'model', done
 
@@ -319,6 +323,7 @@ def test_export_writes_the_files_and_model_json(checkpoint, exported):
     assert info['test_rmse_mm'] == 4.25
     assert info['saved_model']['signature'] == 'serving_default'
     assert info['opencv_graph']['file'] == 'frozen_graph_opencv.pb' and info['mirror_average'] is False
+    assert info['deadband_mm'] == 0
     assert all(value < 1e-4 for value in info['max_abs_difference_to_checkpoint'].values())
 
 
@@ -340,19 +345,22 @@ def test_exported_forms_reproduce_the_checkpoint_without_the_projects_code(check
                           cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     outputs = np.load(tmp_path / 'outputs.npz')
-    expected = checkpoint_outputs(checkpoint, batch, mirror_average=False)
+    expected = checkpoint_outputs(checkpoint, batch, mirror_average=False, deadband_mm=0)
     for form in ('frozen', 'saved', 'opencv'):
         assert outputs[form].shape == expected.shape
         assert np.abs(outputs[form] - expected).max() < 1e-4, form
 
 
-def test_export_averages_with_the_mirror_by_default_and_says_why_opencv_cannot(checkpoint, tmp_path):
+def test_export_averages_with_the_mirror_and_applies_the_deadband_by_default_and_says_why_opencv_cannot(
+        checkpoint, tmp_path):
     done = run_program('--mode', 'export', '--checkpoint', checkpoint[0], '--results-dir', tmp_path / 'results',
                        '--data', tmp_path / 'data', '--output', tmp_path / 'model')
     assert done.returncode == 0, done.stderr
     info = json.loads((tmp_path / 'model' / 'model.json').read_text())
     assert info['mirror_average'] is True and info['opencv_graph']['file'] is None
-    assert '--no-mirror-average' in info['opencv_graph']['note'] and '--no-mirror-average' in done.stdout
+    assert info['deadband_mm'] == DEADBAND_MM
+    assert '--no-mirror-average --deadband-mm 0' in info['opencv_graph']['note']
+    assert '--no-mirror-average --deadband-mm 0' in done.stdout
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString((tmp_path / 'model' / 'frozen_graph.pb').read_bytes())
     batch = mm_to_network(np.stack(faces_mm(3, seed=7)))[..., None]

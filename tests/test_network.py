@@ -3,17 +3,18 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_pair
-from convworking import ARCHITECTURE_DEFAULTS, Network, TrainingSetup, tf
-from depth.convention import mm_to_network
+from convworking import ARCHITECTURE_DEFAULTS, TASKS, Network, TrainingSetup, tf
+from depth.convention import mm_to_network, network_to_mm
 
 TINY = dict(ARCHITECTURE_DEFAULTS, channels=8, kernel_size=3)
 
 
-def build(architecture, training=None, for_export=False, mirror_average=False):
+def build(architecture, training=None, for_export=False, mirror_average=False, deadband_mm=0.0):
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.set_random_seed(0)
-        network = Network(architecture, training=training, for_export=for_export, mirror_average=mirror_average)
+        network = Network(architecture, training=training, for_export=for_export, mirror_average=mirror_average,
+                          deadband_mm=deadband_mm)
     return graph, network
 
 
@@ -59,6 +60,37 @@ def test_mirror_average_is_the_mean_of_the_output_and_the_mirrored_output_of_the
     assert averaged.shape == batch.shape
     np.testing.assert_allclose(averaged, (direct + mirrored[:, :, ::-1]) / 2, atol=1e-6)
     assert np.abs(direct - mirrored[:, :, ::-1]).max() > 1e-3   # the network alone is not mirror-symmetric
+
+
+def test_deadband_shrinks_each_change_of_the_inputs_surface_and_keeps_the_rest():
+    inputs_mm = np.array([80.0, 80.0, 80.0, 80.0, 0.0, 80.0], np.float32)
+    outputs_mm = np.array([80.5, 79.9, 80.1, 78.0, 5.0, 0.0], np.float32)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        shrunk = session.run(TASKS['remove'].with_deadband(tf, tf.constant(mm_to_network(outputs_mm)),
+                                                           tf.constant(mm_to_network(inputs_mm)), 0.2))
+    # 0.5 mm up -> 0.3; changes within 0.2 mm -> none; 2 mm down -> 1.8; background and erased surface as they are
+    np.testing.assert_allclose(network_to_mm(shrunk), [80.3, 80.0, 80.0, 78.2, 5.0, 0.0], atol=1e-4)
+
+
+def test_network_applies_the_deadband_to_its_output(tmp_path):
+    batch = np.random.default_rng(2).random((2, 128, 128, 1), np.float32) * 0.8
+    batch[:, :20] = 0   # some background
+    graph, network = build(TINY)
+    with graph.as_default(), tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        gate, = [v for v in network.model_variables if v.op.name == 'residual_gate']
+        session.run(gate.assign(0.01))  # changes of a fraction of a mm to a few mm
+        plain = session.run(network.output, {network.inputs: batch})
+        prefix = tf.compat.v1.train.Saver(network.model_variables).save(session, str(tmp_path / 'weights'))
+    graph, shrinking = build(TINY, deadband_mm=0.5)
+    with graph.as_default(), tf.compat.v1.Session() as session:
+        tf.compat.v1.train.Saver(shrinking.model_variables).restore(session, prefix)
+        output = session.run(shrinking.output, {shrinking.inputs: batch})
+    change_mm = network_to_mm(plain - batch)[batch > 0]
+    assert (np.abs(change_mm) < 0.5).mean() > 0.05 and (np.abs(change_mm) > 0.5).mean() > 0.05
+    shrunk = np.sign(plain - batch) * np.maximum(np.abs(plain - batch) - 0.5 / 127.5, 0)
+    expected = np.where((batch > 0) & (plain > 0), batch + shrunk, plain)
+    np.testing.assert_allclose(output, expected, atol=1e-6)
 
 
 def test_decoder_reuses_the_encoders_kernels():

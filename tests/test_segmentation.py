@@ -215,6 +215,9 @@ def test_task_defaults_and_options_that_do_not_fit(capsys):
     remove = convworking.parse_args(['--mode', 'test'])
     assert (remove.data, remove.results_dir) == (os.path.join(REPO, 'data128_128'), os.path.join(REPO, 'results'))
     assert (remove.mirror_average, segment.mirror_average) == (True, False)
+    assert (remove.deadband_mm, segment.deadband_mm) == (convworking.DEFAULT_DEADBAND_MM, 0.0)
+    assert convworking.parse_args(['--mode', 'train']).deadband_mm == 0.0  # validation scores the network alone
+    assert convworking.parse_args(['--mode', 'test', '--deadband-mm', '0']).deadband_mm == 0.0
     assert (remove.background_weight, segment.background_weight) == (convworking.DEFAULT_BACKGROUND_WEIGHT, 0.0)
     assert convworking.parse_args(['--mode', 'train', '--loss-region', 'image']).background_weight == 0.0
     assert convworking.parse_args(['--mode', 'train', '--background-weight', '0.05']).background_weight == 0.05
@@ -225,6 +228,8 @@ def test_task_defaults_and_options_that_do_not_fit(capsys):
                            (['--task', 'segment', '--loss-region', 'face'], '--loss-region face'),
                            (['--targets', 'targets'], '--targets'),
                            (['--mirror-average'], '--mirror-average'),
+                           (['--deadband-mm', '0.3'], '--deadband-mm'),
+                           (['--deadband-mm', '-0.1'], '--deadband-mm'),
                            (['--task', 'segment', '--background-weight', '0.1'], '--background-weight'),
                            (['--task', 'segment', '--neutral-repeats', '2'], '--neutral-repeats'),
                            (['--loss-region', 'image', '--background-weight', '0.1'], '--loss-region image')):
@@ -233,3 +238,6 @@ def test_task_defaults_and_options_that_do_not_fit(capsys):
         assert stopped.value.code == 2
         message = capsys.readouterr().err.strip()
         assert len(message.splitlines()) == 1 and fragment in message, message
+    with pytest.raises(SystemExit) as stopped:
+        convworking.parse_args(['--mode', 'test', '--task', 'segment', '--deadband-mm', '0.2'])
+    assert stopped.value.code == 2 and '--deadband-mm' in capsys.readouterr().err
