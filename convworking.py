@@ -600,9 +600,8 @@ def resolve_options(args, error):
         background_weight=(args.background_weight if args.background_weight is not None
                            else DEFAULT_BACKGROUND_WEIGHT if loss_region == 'face' else 0.0),
         mirror_average=remove if args.mirror_average is None else args.mirror_average,
-        deadband_mm=(DEFAULT_DEADBAND_MM if remove and args.mode in ('test', 'infer', 'export') else 0.0)
-        if args.deadband_mm is None
-        else args.deadband_mm))
+        deadband_mm=(args.deadband_mm if args.deadband_mm is not None
+                     else DEFAULT_DEADBAND_MM if remove and args.mode in ('test', 'infer', 'export') else 0.0)))
 
 
 def main(argv=None, observer=TrainingObserver()):
