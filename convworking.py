@@ -558,7 +558,9 @@ def resolve_options(args, error):
         error(f"--targets does not fit --task {name} (it chooses the masks of --task segment)")
     if args.mode == 'train' and args.mirror_average is not None:
         error("--mirror-average does not fit --mode train (training and its validation score the network alone)")
-    if args.deadband_mm is not None and (args.mode not in ('test', 'infer', 'export') or name != 'remove'):
+    # the deadband changes the removal network's output where that output is used: test, infer, export
+    deadband_applies = name == 'remove' and args.mode in ('test', 'infer', 'export')
+    if args.deadband_mm is not None and not deadband_applies:
         error(f"--deadband-mm fits --task remove in test, infer and export (here --task {name}, --mode {args.mode})")
     for option, value, allowed in (('--loss', args.loss, task.losses),
                                    ('--loss-region', args.loss_region, task.loss_regions)):
@@ -601,7 +603,7 @@ def resolve_options(args, error):
                            else DEFAULT_BACKGROUND_WEIGHT if loss_region == 'face' else 0.0),
         mirror_average=remove if args.mirror_average is None else args.mirror_average,
         deadband_mm=(args.deadband_mm if args.deadband_mm is not None
-                     else DEFAULT_DEADBAND_MM if remove and args.mode in ('test', 'infer', 'export') else 0.0)))
+                     else DEFAULT_DEADBAND_MM if deadband_applies else 0.0)))
 
 
 def main(argv=None, observer=TrainingObserver()):
