@@ -32,6 +32,14 @@ def synthetic_pair(rng, name_index):
     return np.where(target > 0, target + bump, 0), target
 
 
+def deadband_in_numpy(outputs, inputs, deadband):
+    """What RemovalTask.with_deadband should compute, recomputed in numpy (network scale): the change of the
+    input's surface soft-thresholded by `deadband`, the rest as it is."""
+    change = outputs - inputs
+    shrunk = np.sign(change) * np.maximum(np.abs(change) - deadband, 0)
+    return np.where((inputs > 0) & (outputs > 0), inputs + shrunk, outputs)
+
+
 # The splits hold other subjects (training refuses a subject in two splits): numbered apart, the test split's
 # from 0000.
 FIRST_SUBJECT = {'test': 0, 'valid': 100, 'train': 200}

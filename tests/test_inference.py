@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import Normalize
 
-from conftest import REPO, TINY_NETWORK, dead_pid, run_program, synthetic_pair, wait_for
+from conftest import REPO, TINY_NETWORK, dead_pid, deadband_in_numpy, run_program, synthetic_pair, wait_for
 from convworking import Network, parse_args, tf
 from depth.convention import mm_to_network, network_to_mm
 from depth.dataset import DataError
@@ -53,9 +53,7 @@ def checkpoint_outputs(checkpoint, batch, mirror_average=True, deadband_mm=DEADB
             if mirror_average:
                 mirrored = session.run(network.output, {network.inputs: batch[:, :, ::-1]})[:, :, ::-1]
                 output = (output + mirrored) / 2
-    displacement = output - batch
-    shrunk = np.sign(displacement) * np.maximum(np.abs(displacement) - mm_to_network(deadband_mm), 0)
-    return np.where((batch > 0) & (output > 0), batch + shrunk, output)
+    return deadband_in_numpy(output, batch, mm_to_network(deadband_mm))
 
 
 def faces_mm(count, seed=1):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import synthetic_pair
+from conftest import deadband_in_numpy, synthetic_pair
 from convworking import ARCHITECTURE_DEFAULTS, TASKS, Network, TrainingSetup, tf
 from depth.convention import mm_to_network, network_to_mm
 
@@ -88,9 +88,7 @@ def test_network_applies_the_deadband_to_its_output(tmp_path):
         output = session.run(shrinking.output, {shrinking.inputs: batch})
     change_mm = network_to_mm(plain - batch)[batch > 0]
     assert (np.abs(change_mm) < 0.5).mean() > 0.05 and (np.abs(change_mm) > 0.5).mean() > 0.05
-    shrunk = np.sign(plain - batch) * np.maximum(np.abs(plain - batch) - 0.5 / 127.5, 0)
-    expected = np.where((batch > 0) & (plain > 0), batch + shrunk, plain)
-    np.testing.assert_allclose(output, expected, atol=1e-6)
+    np.testing.assert_allclose(output, deadband_in_numpy(plain, batch, 0.5 / 127.5), atol=1e-6)
 
 
 def test_decoder_reuses_the_encoders_kernels():
