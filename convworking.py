@@ -306,11 +306,13 @@ EXAMPLES = (
 
 
 # Each task's data and results by default. LFW Part Labels is research data kept outside the repository.
-DEFAULT_DATA = {'remove': os.path.join(REPOSITORY, 'data128_128'),
+DEFAULT_DATA = {'remove': os.path.join(REPOSITORY, 'data128_128'), 'mask': os.path.join(REPOSITORY, 'data128_128'),
                 'segment': os.path.normpath(os.path.join(REPOSITORY, '..', 'shared', 'lfw_part_labels', 'data128_128'))}
 # How long a default run trains. remove: the steps that reach the shipped model's score on this CPU (see
-# results/experiments.md); segment: the epochs of the reproduction.
+# results/experiments.md); mask: the steps after which its held-out family stopped improving; segment: the
+# epochs of the reproduction.
 DEFAULT_LENGTH = {'remove': {'max_steps': 40000, 'max_epochs': None},
+                  'mask': {'max_steps': 10000, 'max_epochs': None},
                   'segment': {'max_steps': None, 'max_epochs': 45}}
 DEFAULT_GENERATED_SUBJECTS = 640
 # Faces beyond the face model's own (faces.variation): every kind training may use (warp is held out).
@@ -544,11 +546,12 @@ def resolve_options(args, error):
             error(f"--mode {args.mode} needs --{option}")
     name = args.task or ARCHITECTURE_DEFAULTS['task']
     task = TASKS[name]
-    if name == 'segment':
+    if name != 'remove':
         if args.mode in ('infer', 'export'):
-            error(f"--mode {args.mode} does not fit --task segment (it trains and tests only)")
+            error(f"--mode {args.mode} does not fit --task {name} (it trains and tests only)")
         if args.residual:
-            error("--residual does not fit --task segment (its output is a probability, not a correction)")
+            error(f"--residual does not fit --task {name} (its output is a probability, not a correction)")
+    if name == 'segment':
         if args.generated_subjects:
             error("--generated-subjects does not fit --task segment (its data are photographs)")
         for option in ('generated_variations', 'plain_subjects', 'family_subjects', 'neutral_repeats'):
@@ -573,15 +576,15 @@ def resolve_options(args, error):
     # both lengths are limits: the run stops at the first
     length = {key: default if getattr(args, key) is None else getattr(args, key)
               for key, default in DEFAULT_LENGTH[name].items()}
-    remove = name == 'remove'
+    depth = name in ('remove', 'mask')  # the tasks of depth faces, which share remove's data
     generated_subjects = args.generated_subjects
     if generated_subjects is None:
-        generated_subjects = DEFAULT_GENERATED_SUBJECTS if remove else 0
+        generated_subjects = DEFAULT_GENERATED_SUBJECTS if depth else 0
     variations = DEFAULT_GENERATED_VARIATIONS if args.generated_variations is None else args.generated_variations
     plain_subjects = DEFAULT_PLAIN_SUBJECTS if args.plain_subjects is None else args.plain_subjects
     family_subjects = args.family_subjects
     if family_subjects is None:
-        family_subjects = DEFAULT_FAMILY_SUBJECTS if remove and args.mode == 'train' else 0
+        family_subjects = DEFAULT_FAMILY_SUBJECTS if depth and args.mode == 'train' else 0
     bfloat16 = args.bfloat16
     if bfloat16 is None:   # see --help: training uses it where the CPU computes it fast
         bfloat16 = args.mode == 'train' and cpu_supports_bfloat16()
@@ -589,19 +592,19 @@ def resolve_options(args, error):
     check_output_place(args, checkpoint_dir, results_dir, args.data or DEFAULT_DATA[name], error)
     return Options(**dict(
         vars(args), **length, task=name, task_given=args.task is not None,
-        # segment: so that options.json says what the network does
-        residual=False if name == 'segment' else args.residual,
+        # segment, mask: so that options.json says what the network does
+        residual=False if name != 'remove' else args.residual,
         targets=(args.targets or lfw_parts.TARGET_FOLDERS[0]) if name == 'segment' else None,
         generated_subjects=generated_subjects, data=args.data or DEFAULT_DATA[name],
-        generated_variations=tuple(kind for kind in VARIATIONS if remove and kind in variations),
-        plain_subjects=min(plain_subjects, generated_subjects) if remove and variations else 0,
+        generated_variations=tuple(kind for kind in VARIATIONS if depth and kind in variations),
+        plain_subjects=min(plain_subjects, generated_subjects) if depth and variations else 0,
         family_subjects=family_subjects,
         checkpoint_dir=checkpoint_dir, results_dir=results_dir, loss=args.loss or task.default_loss,
         loss_region=loss_region, bfloat16=bfloat16,
         # the hinge belongs to the face loss alone (a weight given with any other loss was refused above)
         background_weight=(args.background_weight if args.background_weight is not None
                            else DEFAULT_BACKGROUND_WEIGHT if loss_region == 'face' else 0.0),
-        mirror_average=remove if args.mirror_average is None else args.mirror_average,
+        mirror_average=depth if args.mirror_average is None else args.mirror_average,
         deadband_mm=(args.deadband_mm if args.deadband_mm is not None
                      else DEFAULT_DEADBAND_MM if deadband_applies else 0.0)))
 

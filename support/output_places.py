@@ -4,7 +4,8 @@ import os
 
 from support.paths import REPOSITORY, enclosing, same_folder
 
-DEFAULT_RESULTS = {'remove': 'results', 'segment': os.path.join('results', 'segment')}
+DEFAULT_RESULTS = {'remove': 'results', 'segment': os.path.join('results', 'segment'),
+                   'mask': os.path.join('results', 'mask')}
 SHIPPED_DIR = os.path.join(REPOSITORY, 'checkpoints')   # the shipped models: training never writes there
 DEFAULT_TRAINING_DIR = os.path.join(REPOSITORY, 'runs', 'train')
 
