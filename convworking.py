@@ -131,7 +131,7 @@ class Network:
         for layer in reversed(self.layers):
             net = layer.create_layer_reversed(net, prev_layer=encoder_outputs[layer.name],
                                               is_output=layer is self.layers[0])
-        self.logits = tf.cast(net, tf.float32)
+        self.logits = self.task.logits(tf, tf.cast(net, tf.float32), network_inputs, architecture)
         output = self.task.output(tf, self.logits, network_inputs, architecture)
         if mirror_average:
             direct, mirrored = tf.split(output, 2)
@@ -468,7 +468,8 @@ def parse_args(argv=None):
     architecture.add_argument('--batch-norm', action=argparse.BooleanOptionalAction,
                               help='batch normalisation after every convolution but the last')
     architecture.add_argument('--residual', action=argparse.BooleanOptionalAction,
-                              help='predict the correction to the input instead of the whole face')
+                              help='predict the correction to the input instead of the whole face (mask: to the '
+                                   'input\'s own face mask)')
     architecture.add_argument('--standardize', action=argparse.BooleanOptionalAction,
                               help='per-image standardisation of the input (tf.image.per_image_standardization)')
     args = parser.parse_args(argv)
@@ -546,12 +547,11 @@ def resolve_options(args, error):
             error(f"--mode {args.mode} needs --{option}")
     name = args.task or ARCHITECTURE_DEFAULTS['task']
     task = TASKS[name]
-    if name != 'remove':
-        if args.mode in ('infer', 'export'):
-            error(f"--mode {args.mode} does not fit --task {name} (it trains and tests only)")
-        if args.residual:
-            error(f"--residual does not fit --task {name} (its output is a probability, not a correction)")
+    if name != 'remove' and args.mode in ('infer', 'export'):
+        error(f"--mode {args.mode} does not fit --task {name} (it trains and tests only)")
     if name == 'segment':
+        if args.residual:
+            error("--residual does not fit --task segment (its output is a probability, not a correction)")
         if args.generated_subjects:
             error("--generated-subjects does not fit --task segment (its data are photographs)")
         for option in ('generated_variations', 'plain_subjects', 'family_subjects', 'neutral_repeats'):
@@ -592,8 +592,8 @@ def resolve_options(args, error):
     check_output_place(args, checkpoint_dir, results_dir, args.data or DEFAULT_DATA[name], error)
     return Options(**dict(
         vars(args), **length, task=name, task_given=args.task is not None,
-        # segment, mask: so that options.json says what the network does
-        residual=False if name != 'remove' else args.residual,
+        # segment: so that options.json says what the network does
+        residual=False if name == 'segment' else args.residual,
         targets=(args.targets or lfw_parts.TARGET_FOLDERS[0]) if name == 'segment' else None,
         generated_subjects=generated_subjects, data=args.data or DEFAULT_DATA[name],
         generated_variations=tuple(kind for kind in VARIATIONS if depth and kind in variations),

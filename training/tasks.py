@@ -124,6 +124,10 @@ class RemovalTask:
         return Dataset.load(generated.ensure_validation_family(data.generated_dir, data.family_subjects), 'train')
 
     @staticmethod
+    def logits(tf, network_logits, inputs, architecture):
+        return network_logits
+
+    @staticmethod
     def output(tf, logits, inputs, architecture):
         if architecture['residual']:
             # Predict the correction to the input: the expression's displacement is smooth, the face's
@@ -326,6 +330,10 @@ class SegmentationTask:
         return None  # the held-out family is made of depth faces
 
     @staticmethod
+    def logits(tf, network_logits, inputs, architecture):
+        return network_logits
+
+    @staticmethod
     def output(tf, logits, inputs, architecture):
         return tf.sigmoid(logits)
 
@@ -390,6 +398,20 @@ class NeutralMaskTask(SegmentationTask):
     name = 'mask'
     losses = ('bce',)
     default_loss = 'bce'
+    # residual: the logit the input's own face starts from (+ where the input has a face, - where not)
+    INPUT_FACE_LOGIT = 4.0
+
+    @classmethod
+    def logits(cls, tf, network_logits, inputs, architecture):
+        """residual: the network corrects the input's own face mask, as remove corrects the input's heights. Drawn
+        on a coarser grid through 5 x 5 strokes, a mask learnt from nothing missed the outline by a pixel on the
+        valid split (0.6 % of its pixels wrong after 2,000 steps, where the input's own mask has 0.26 %). The
+        weight of the input's mask is learnt, starting at INPUT_FACE_LOGIT."""
+        if not architecture['residual']:
+            return network_logits
+        weight = tf.compat.v1.get_variable('input_face_logit', [],
+                                           initializer=tf.constant_initializer(cls.INPUT_FACE_LOGIT))
+        return network_logits + weight * tf.where(inputs > 0, 1.0, -1.0)
 
     @staticmethod
     def as_masks(dataset):
