@@ -21,13 +21,13 @@ import sys
 
 import numpy as np
 
-from depth.convention import IMAGE_SIZE
+from depth.convention import IMAGE_SIZE, mm_to_network
 from depth.dataset import DataError
 from depth.png import DepthImageError
 from evaluation import testing
 from faces import generated
 from faces.variation import VARIATIONS
-from inference.background import DEFAULT_THRESHOLD_MM
+from inference.background import DEFAULT_THRESHOLD_MM, Background
 from scanning import prepare
 from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, examples_text,
                                   exit_status, finite_float, positive_float, positive_int, report_error, report_stop,
@@ -35,7 +35,7 @@ from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorPa
 from support.machine import cpu_supports_bfloat16
 from support.output_places import (DEFAULT_RESULTS, DEFAULT_TRAINING_DIR, SHIPPED_DIR, check_output_place,
                                    default_folders)
-from support.paths import REPOSITORY
+from support.paths import REPOSITORY, recorded_path
 from support.quiet_tensorflow import error_summary, import_tensorflow_quietly, tf
 from support.safe_files import FolderError
 from training import lfw_parts, loop
@@ -238,41 +238,68 @@ def train(options, observer=TrainingObserver()):
 
 def restore_for_inference(options, for_export=False):
     """Build the network the checkpoint was trained with and restore it: (session, network, prefix)."""
-    source = options.checkpoint or task_checkpoint_dir(options)
-    # A --checkpoint-dir given as --checkpoint holds the checkpoints in its task's subfolder.
-    prefix = checkpoint_prefix(source) or (os.path.isdir(source)
-                                           and checkpoint_prefix(os.path.join(source, options.task)))
-    if not prefix:
-        raise UsageError(f"{source}: no checkpoint found, nor in {os.path.join(source, options.task)} "
-                         "(train first, or give --checkpoint PATH)")
-    architecture = resolve_architecture(options, read_options(os.path.dirname(prefix)), prefix)
     tf.compat.v1.reset_default_graph()
+    return restore_network(options.checkpoint or task_checkpoint_dir(options), '--checkpoint', options, options,
+                           for_export, options.deadband_mm)
+
+
+def restore_network(source, option, given, options, for_export=False, deadband_mm=0.0):
+    """The network of the checkpoint in `source` (a prefix, or a folder holding one directly or in given.task's
+    subfolder, as a --checkpoint-dir does), built into the default graph as trained with, the architecture
+    options of `given` (Options) checked against it, and restored: (session, network, prefix)."""
+    prefix = checkpoint_prefix(source) or (os.path.isdir(source)
+                                           and checkpoint_prefix(os.path.join(source, given.task)))
+    if not prefix:
+        raise UsageError(f"{source}: no checkpoint found, nor in {os.path.join(source, given.task)} "
+                         f"(train first, or give {option} PATH)")
+    architecture = resolve_architecture(given, read_options(os.path.dirname(prefix)), prefix)
     network = Network(architecture, bfloat16=options.bfloat16, for_export=for_export,
-                      mirror_average=options.mirror_average, deadband_mm=options.deadband_mm)
+                      mirror_average=options.mirror_average, deadband_mm=deadband_mm)
     variables = network.model_variables
     session = tf.compat.v1.Session()
     restore_checkpoint(tf.compat.v1.train.Saver(variables), session, prefix, variables, architecture)
     return session, network, prefix
 
 
+def restore_background(options):
+    """How test, infer and export decide the outputs' background (inference.background.Background): by the mask
+    network of --mask-checkpoint (in a graph of its own, its architecture its checkpoint's), or by the input."""
+    if options.background == 'input':
+        return Background(options.threshold_mm)
+    mask_task = dataclasses.replace(options, task='mask', task_given=True,
+                                    **{key: None for key in ARCHITECTURE_DEFAULTS if key != 'task'})
+    with tf.Graph().as_default():
+        session, network, prefix = restore_network(options.mask_checkpoint, '--mask-checkpoint', mask_task, options)
+
+    def face_probability(inputs_mm):
+        images = mm_to_network(inputs_mm.reshape((-1,) + inputs_mm.shape[-2:]))[..., np.newaxis]
+        batches = (images[start:start + options.batch_size] for start in range(0, len(images), options.batch_size))
+        return np.concatenate([session.run(network.output, {network.inputs: batch}) for batch in batches]
+                              ).reshape(inputs_mm.shape)
+
+    return Background(face_probability=face_probability, mask_checkpoint=recorded_path(prefix))
+
+
 def test(options):
-    testing.test_checkpoint(options, lambda: restore_for_inference(options))
+    testing.test_checkpoint(options, lambda: restore_for_inference(options), lambda: restore_background(options))
 
 
 def infer(options):
     session, network, _ = restore_for_inference(options)
+    background = restore_background(options)
     from inference import neutralise  # here, not at the top: --help and the other modes need not wait for it
     with session:
         neutralise.neutralise_files(session, network, options.input, options.output, options.resize,
-                                    options.batch_size, options.threshold_mm, options.previews)
+                                    options.batch_size, background, options.previews)
 
 
 def export(options):
     session, network, prefix = restore_for_inference(options, for_export=True)
+    background = restore_background(options)
     from inference import export  # here, not at the top: it imports TensorFlow
     test_rmse_mm = export.rmse_on_test_split(prefix, options.results_dir, options.data)
     with session:
-        export.export_model(session, network, prefix, options.output, options.threshold_mm, options.bfloat16,
+        export.export_model(session, network, prefix, options.output, background.describe(), options.bfloat16,
                             test_rmse_mm)
 
 
@@ -451,10 +478,19 @@ def parse_args(argv=None):
                              'mostly the network\'s ripple on faces it should leave alone '
                              f'(default: {DEFAULT_DEADBAND_MM:g}, chosen on the valid split and the held-out '
                              'family; 0 = off)')
-    parser.add_argument('--threshold-mm', type=finite_float, default=DEFAULT_THRESHOLD_MM,
-                        help='beside the input\'s face, outputs below this height (mm) count as background '
-                             '(inference/background.py; on the input\'s face, below 1 mm): in the grids, in '
-                             'recognition, in test mode\'s whole-image scores and in the images infer writes')
+    parser.add_argument('--background', choices=['mask', 'input'], default=None,
+                        help='test, infer, export (remove): how the background of an output is decided, in the '
+                             'images infer writes, the grids, recognition and test mode\'s whole-image scores '
+                             '(inference/background.py): mask = where the mask network (--mask-checkpoint) puts '
+                             'the neutral face; input = on and beside the input\'s face, by --threshold-mm '
+                             '(default: mask)')
+    parser.add_argument('--mask-checkpoint', default=None,
+                        help='with --background mask: the mask network, a checkpoint prefix or folder trained with '
+                             '--task mask (default: the shipped checkpoints/mask)')
+    parser.add_argument('--threshold-mm', type=finite_float, default=None,
+                        help='--background input, and the grids of training: beside the input\'s face, outputs '
+                             'below this height (mm) count as background (on the input\'s face, below 1 mm) '
+                             f'(default: {DEFAULT_THRESHOLD_MM:g})')
     architecture = parser.add_argument_group(
         'architecture', 'default: the checkpoint\'s own when testing or resuming, else '
         + ', '.join(f'{key}={value}' for key, value in ARCHITECTURE_DEFAULTS.items()))
@@ -520,7 +556,9 @@ class Options:
     flip: bool
     mirror_average: bool      # test, infer, export
     deadband_mm: float        # test, infer, export (remove): the displacement's soft threshold (0 = off)
-    threshold_mm: float
+    background: str           # test, infer, export (remove): 'mask' or 'input' (inference.background)
+    mask_checkpoint: str      # with background 'mask': the mask network's checkpoint
+    threshold_mm: float       # background 'input' and training's grids
     # the architecture as given (None: the checkpoint's, else ARCHITECTURE_DEFAULTS; see resolve_architecture)
     kernel_size: int
     channels: int
@@ -561,10 +599,19 @@ def resolve_options(args, error):
         error(f"--targets does not fit --task {name} (it chooses the masks of --task segment)")
     if args.mode == 'train' and args.mirror_average is not None:
         error("--mirror-average does not fit --mode train (training and its validation score the network alone)")
-    # the deadband changes the removal network's output where that output is used: test, infer, export
-    deadband_applies = name == 'remove' and args.mode in ('test', 'infer', 'export')
-    if args.deadband_mm is not None and not deadband_applies:
+    # where the removal network's output is used (test, infer, export): the deadband changes it there, and the
+    # background of what is written is decided there (training's grids decide it by the input)
+    removal_output = name == 'remove' and args.mode in ('test', 'infer', 'export')
+    if args.deadband_mm is not None and not removal_output:
         error(f"--deadband-mm fits --task remove in test, infer and export (here --task {name}, --mode {args.mode})")
+    if args.background is not None and not removal_output:
+        error(f"--background fits --task remove in test, infer and export (here --task {name}, --mode {args.mode})")
+    background = (args.background or 'mask') if removal_output else 'input'
+    if args.mask_checkpoint is not None and background != 'mask':
+        error(f"--mask-checkpoint fits --background mask in test, infer and export (here --background {background},"
+              f" --task {name}, --mode {args.mode})")
+    if args.threshold_mm is not None and background != 'input':
+        error("--threshold-mm fits --background input (the mask network decides the background here)")
     for option, value, allowed in (('--loss', args.loss, task.losses),
                                    ('--loss-region', args.loss_region, task.loss_regions)):
         if value is not None and value not in allowed:
@@ -606,7 +653,11 @@ def resolve_options(args, error):
                            else DEFAULT_BACKGROUND_WEIGHT if loss_region == 'face' else 0.0),
         mirror_average=depth if args.mirror_average is None else args.mirror_average,
         deadband_mm=(args.deadband_mm if args.deadband_mm is not None
-                     else DEFAULT_DEADBAND_MM if deadband_applies else 0.0)))
+                     else DEFAULT_DEADBAND_MM if removal_output else 0.0),
+        background=background,
+        mask_checkpoint=(args.mask_checkpoint or os.path.join(SHIPPED_DIR, 'mask')
+                         if background == 'mask' else None),
+        threshold_mm=DEFAULT_THRESHOLD_MM if args.threshold_mm is None else args.threshold_mm))
 
 
 def main(argv=None, observer=TrainingObserver()):

@@ -117,9 +117,9 @@ def grid_examples(dataset, count=12):
     return np.linspace(0, len(dataset) - 1, min(count, len(dataset))).astype(int)
 
 
-def save_grid(path, task, dataset, outputs, chosen, threshold_mm, title):
+def save_grid(path, task, dataset, outputs, chosen, background, title):
     """The results grid of the chosen examples of a data set: input, ground truth, output, background removed
-    (and, for depth, its error)."""
+    as `background` (inference.background.Background) decides it (and, for depth, its error)."""
     rows = (dataset.inputs[chosen], dataset.targets[chosen], outputs[chosen],
-            task.cleaned(outputs[chosen], dataset.inputs[chosen], threshold_mm))
+            task.cleaned(outputs[chosen], dataset.inputs[chosen], background))
     save_results_grid(path, rows, [dataset.names[i] for i in chosen], title, task.grid_shows_depth)

@@ -8,9 +8,10 @@ from support.safe_files import locked_folder, remove_leftovers, write_strict_jso
 from training.tasks import TASKS
 
 
-def test_checkpoint(options, restore):
+def test_checkpoint(options, restore, restore_background):
     """--mode test: the checkpoint that restore() gives as (session, network, prefix) on the test split of
-    options.data (the command line's Options); the metrics, report and grids into options.results_dir."""
+    options.data (the command line's Options), its outputs' background decided by restore_background()'s
+    inference.background.Background; the metrics, report and grids into options.results_dir."""
     task = TASKS[options.task]
     started = time.time()
     say(f"loading the test split of {options.data} and the model")
@@ -18,6 +19,7 @@ def test_checkpoint(options, restore):
     check_room(options.results_dir, '--results-dir')
     (test_set, train), gallery = task.load_for_testing(data), task.load_gallery(data)
     session, network, prefix = restore()
+    background = restore_background()
     say(f"testing {prefix}: the model's outputs for the {len(test_set)} test images")
     with session:
         outputs = network.predict(session, test_set.batches(options.batch_size))
@@ -27,7 +29,7 @@ def test_checkpoint(options, restore):
             gallery_outputs = network.predict(session, gallery.batches(options.batch_size))
     with locked_folder(options.results_dir, '--results-dir'):
         remove_leftovers(options.results_dir, say)
-        metrics = task.evaluate(data, test_set, outputs, prefix, say, options.results_dir, options.threshold_mm,
+        metrics = task.evaluate(data, test_set, outputs, prefix, say, options.results_dir, background,
                                 gallery, gallery_outputs, options.model_fit_every, train)
         say("the grids")
         examples = grid_examples(test_set, 4 * 12)
@@ -35,7 +37,7 @@ def test_checkpoint(options, restore):
         for number, start in enumerate(range(0, len(examples), 12), 1):
             written.append(f'test_grid_{number}.png')
             save_grid(os.path.join(options.results_dir, written[-1]), task, test_set, outputs,
-                      examples[start:start + 12], options.threshold_mm,
+                      examples[start:start + 12], background,
                       f'test split, {os.path.basename(prefix)}: input, ground truth, output, background removed, '
                       'its error')
         write_strict_json(os.path.join(options.results_dir, 'test_metrics.json'),

@@ -1,5 +1,11 @@
 """Which pixels of the network's output are surface: the background rule that infer's files, the grids'
-cleaned row, recognition and test mode's whole-image scores all share.
+cleaned row, recognition and test mode's whole-image scores all share (Background).
+
+By default a second network decides it (`--task mask`, checkpoints/mask): the probability that the neutral
+face covers each pixel, learnt from the input. The output is surface where that probability is at least
+MASK_PROBABILITY and the output stands at least INSIDE_THRESHOLD_MM above the back plane.
+
+Without it (`--background input`), the input and a threshold decide:
 
 The network is trained and scored on face pixels; what it outputs beyond the face is not a surface. A height
 threshold alone erased the lowest parts of the true face (2.8 % of it at 10 mm) and still kept surface the
@@ -20,6 +26,8 @@ INSIDE_THRESHOLD_MM = 1.0
 # Beyond the input's surface, the output may be surface within this many pixels (the outline an expression
 # moved), and there only above the threshold.
 NEAR_INPUT_PX = 3
+# With the mask network: the output is surface where the neutral face's probability is at least this.
+MASK_PROBABILITY = 0.5
 
 
 def with_holes_filled(surface):
@@ -47,3 +55,35 @@ def with_background(output_mm, input_mm, threshold_mm):
     """The output with every pixel that is not surface (surface_mask) set to 0, the convention's background."""
     output_mm = np.asarray(output_mm)
     return np.where(surface_mask(output_mm, input_mm, threshold_mm), output_mm, 0).astype(output_mm.dtype)
+
+
+def masked_surface(output_mm, face_probability):
+    """Boolean, the output's shape: where the mask network puts the neutral face and the output is above the
+    back plane."""
+    return (np.asarray(face_probability) >= MASK_PROBABILITY) & (np.asarray(output_mm) >= INSIDE_THRESHOLD_MM)
+
+
+class Background:
+    """How an output's background is decided: by the mask network (face_probability: a function of the inputs in
+    mm, N x H x W or H x W, giving the probability of the neutral face at each pixel), else by the input and
+    threshold_mm (surface_mask). `describe` says which, for the metrics and model.json."""
+
+    def __init__(self, threshold_mm=DEFAULT_THRESHOLD_MM, face_probability=None, mask_checkpoint=None):
+        self.threshold_mm, self.face_probability, self.mask_checkpoint = threshold_mm, face_probability, mask_checkpoint
+
+    def surface(self, output_mm, input_mm):
+        if self.face_probability is None:
+            return surface_mask(output_mm, input_mm, self.threshold_mm)
+        return masked_surface(output_mm, self.face_probability(np.asarray(input_mm)))
+
+    def apply(self, output_mm, input_mm):
+        """The output with every pixel that is not surface set to 0, the convention's background."""
+        output_mm = np.asarray(output_mm)
+        return np.where(self.surface(output_mm, input_mm), output_mm, 0).astype(output_mm.dtype)
+
+    def describe(self):
+        if self.face_probability is None:
+            return {'rule': 'input', 'threshold_mm': self.threshold_mm, 'near_input_px': NEAR_INPUT_PX,
+                    'inside_threshold_mm': INSIDE_THRESHOLD_MM}
+        return {'rule': 'mask', 'mask_checkpoint': self.mask_checkpoint, 'mask_probability': MASK_PROBABILITY,
+                'inside_threshold_mm': INSIDE_THRESHOLD_MM}

@@ -31,6 +31,15 @@ SIGNATURE_KEY = 'serving_default'
 INPUT_NAME, OUTPUT_NAME = 'inputs', 'output'
 # The exported forms must reproduce the checkpoint to this (on the network's scale, 1.0 = 127.5 mm).
 EXPORT_TOLERANCE = 1e-4
+# model.json: what the exported output still needs to become what infer writes
+BACKGROUND_NOTES = {
+    'mask': "the exported graphs are the removal network alone: infer keeps an output pixel where the mask network "
+            "(mask_checkpoint, --task mask) gives the neutral face a probability of at least mask_probability and "
+            "the output is at least inside_threshold_mm high, and writes 0 elsewhere (inference/background.py)",
+    'input': "infer keeps an output pixel where the input has a face (holes it encloses included) and the output is "
+             "at least min(threshold_mm, inside_threshold_mm) high, or within near_input_px of it and at least "
+             "threshold_mm high, and writes 0 elsewhere (inference/background.py)",
+}
 
 
 def frozen_inference_graph(session, network):
@@ -193,10 +202,11 @@ def try_opencv_export(graph_def, path, batch, expected):
     return None, f'OpenCV {cv2.__version__} cannot use it: {reason}'
 
 
-def export_model(session, network, checkpoint, directory, threshold_mm, bfloat16, test_rmse_mm):
+def export_model(session, network, checkpoint, directory, background, bfloat16, test_rmse_mm):
     """--mode export: write the frozen graphs, the SavedModel and model.json into `directory`, and check them.
-    model.json records threshold_mm (the background threshold infer uses), whether the network computes in
-    bfloat16 and the checkpoint's test RMSE (None if not measured)."""
+    model.json records how infer decides the background (`background`: inference.background.Background's
+    description), whether the network computes in bfloat16 and the checkpoint's test RMSE (None if not
+    measured)."""
     check_export_folder(directory)
     graph_def = frozen_inference_graph(session, network)
     parent, name = os.path.split(os.path.normpath(directory))
@@ -205,7 +215,7 @@ def export_model(session, network, checkpoint, directory, threshold_mm, bfloat16
     # `directory`, if another export made it meanwhile (an empty folder is replaced).
     with atomic_path(directory) as staging:
         os.makedirs(staging)
-        info = write_export(session, network, checkpoint, graph_def, staging, threshold_mm, bfloat16, test_rmse_mm)
+        info = write_export(session, network, checkpoint, graph_def, staging, background, bfloat16, test_rmse_mm)
     opencv = info['opencv_graph']
     written = [FROZEN_GRAPH_FILE, *([opencv['file']] if opencv['file'] else []), f'{SAVED_MODEL_FOLDER}/',
                MODEL_INFO_FILE]
@@ -224,7 +234,7 @@ def check_export_folder(directory):
                         "--output folder")
 
 
-def write_export(session, network, checkpoint, graph_def, directory, threshold_mm, bfloat16, test_rmse_mm):
+def write_export(session, network, checkpoint, graph_def, directory, background, bfloat16, test_rmse_mm):
     """Write and check the exported forms and model.json (see export_model) into `directory`; returns what
     model.json holds."""
     frozen_path, opencv_path, saved_model_dir, info_path = (
@@ -265,7 +275,6 @@ def write_export(session, network, checkpoint, graph_def, directory, threshold_m
             'meaning': f'heights above the back plane: 1.0 = {FULL_SCALE_MM} mm, 0 = background '
                        '(input and output alike)',
             'png_mm_per_unit': {f'{bits}-bit': mm for bits, mm in sorted(MM_PER_PNG_UNIT.items(), reverse=True)},
-            'background_threshold_mm': threshold_mm,
         },
         'frozen_graph': FROZEN_GRAPH_FILE,
         'saved_model': {'folder': SAVED_MODEL_FOLDER, 'tags': [tf.saved_model.SERVING],
@@ -276,6 +285,7 @@ def write_export(session, network, checkpoint, graph_def, directory, threshold_m
                                        'blobs N x 1 x 128 x 128 (NCHW); in TensorFlow this graph takes one '
                                        'image at a time'),
         },
+        'background': dict(background, note=BACKGROUND_NOTES[background['rule']]),
         'checkpoint': recorded_path(checkpoint),
         'step': int(step),
         'valid_rmse_mm': float(valid_rmse) if np.isfinite(valid_rmse) else None,

@@ -3,8 +3,9 @@
 infer  (--mode infer --input PATH --output DIR [--resize])
   PATH is one .png or a folder of them (not searched recursively). For every input NAME.png it writes
     DIR/NAME.png           the neutralised depth map: same name, same bit depth and same units as the input
-                           (16-bit: 0.1 mm, 8-bit: 0.5 mm); heights below --threshold-mm become background 0
-                           (the results grid's thresholded row); 8-bit outputs clip at 255 = 127.5 mm;
+                           (16-bit: 0.1 mm, 8-bit: 0.5 mm); what is not surface becomes background 0, as
+                           --background decides it (inference/background.py; the results grid's row
+                           'background removed'); 8-bit outputs clip at 255 = 127.5 mm;
     DIR/previews/NAME.png  input | output | output - input in mm, with colour bars: for the first --previews
                            inputs only (default 8; drawing one takes far longer than the network's work).
   Refused before anything is written: a missing PATH, a folder without .png files, an output folder that is
@@ -31,7 +32,6 @@ from depth.convention import FULL_SCALE_MM, IMAGE_SIZE, MM_PER_PNG_UNIT, mm_to_n
 from depth.dataset import DataError
 from depth.png import DepthImageError, read_depth_png, write_depth_png
 from evaluation.plotting import PREVIEW_DPI, PREVIEW_FOLDER, height_colour_bar, lit_relief
-from inference.background import with_background
 from support.command_line import PROGRAM, display_name, say
 from support.progress import ProgressLine
 from support.safe_files import atomic_write, locked_folder, remove_leftovers
@@ -175,10 +175,10 @@ def write_result(image, output_mm, output_dir, preview):
                                                            f'unit{image.note})')
 
 
-def neutralise_files(session, network, input_path, output_dir, resize, batch_size, threshold_mm, previews):
+def neutralise_files(session, network, input_path, output_dir, resize, batch_size, background, previews):
     """--mode infer: neutralise input_path (a PNG or a folder of them) into output_dir (see the module doc),
-    batch_size images a run, with previews of the first `previews`; heights below threshold_mm become
-    background."""
+    batch_size images a run, with previews of the first `previews`; `background`
+    (inference.background.Background) decides which pixels of each output are background."""
     paths = input_paths(input_path)
     check_output_folder(input_path, paths, output_dir, previews)
     # Checked again once the folder is held: another run may have written there meanwhile.
@@ -187,10 +187,10 @@ def neutralise_files(session, network, input_path, output_dir, resize, batch_siz
         for folder in (output_dir, os.path.join(output_dir, PREVIEW_FOLDER)):
             remove_leftovers(folder, say)
         write_results(session, network, paths, not os.path.isdir(input_path), output_dir, resize, batch_size,
-                      threshold_mm, previews)
+                      background, previews)
 
 
-def write_results(session, network, paths, single_file, output_dir, resize, batch_size, threshold_mm, previews):
+def write_results(session, network, paths, single_file, output_dir, resize, batch_size, background, previews):
     skipped, written, drawn, preview = [], 0, 0, None
     with_preview = set(paths[:previews])
     progress = (ProgressLine(len(paths), label=f'{PROGRAM}: infer ', counted=' images', log_interval=10.0)
@@ -200,12 +200,13 @@ def write_results(session, network, paths, single_file, output_dir, resize, batc
         chunk = paths[start:start + batch_size]
         images = load_depth_images(chunk, resize, skipped, refuse_bad=single_file)
         if images:
-            batch = mm_to_network(np.stack([image.height_mm for image in images]))[..., np.newaxis]
+            inputs_mm = np.stack([image.height_mm for image in images])
+            batch = mm_to_network(inputs_mm)[..., np.newaxis]
             outputs_mm = network_to_mm(session.run(network.output, {network.inputs: batch})[..., 0])
-            for image, output_mm in zip(images, outputs_mm):
+            for image, output_mm in zip(images, background.apply(outputs_mm, inputs_mm)):
                 # A preview takes far longer to draw than the network takes to compute: the first few only.
                 preview = (preview or Preview()) if image.path in with_preview else None
-                write_result(image, with_background(output_mm, image.height_mm, threshold_mm), output_dir, preview)
+                write_result(image, output_mm, output_dir, preview)
                 drawn += preview is not None
             written += len(images)
         if progress:

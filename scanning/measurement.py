@@ -66,10 +66,10 @@ def neutralisation_rmse(folder, inputs, checkpoint):
     """RMSE (mm, over the target's face) of --mode infer's output on each image of folder/inputs, and of the
     input itself (doing nothing): {image name: {'model': ..., 'identity': ...}}."""
     output = os.path.join(folder, f'infer_{inputs}')
-    # --threshold-mm 0: the network's own output, as --mode test measures the test split (infer's default
-    # threshold zeroes face pixels lower than 10 mm, which costs the test split 0.4 mm of RMSE).
-    command = [sys.executable, os.path.join(REPOSITORY, 'convworking.py'), '--mode', 'infer', '--threshold-mm', '0',
-               '--input', os.path.join(folder, inputs), '--output', output]
+    # --background input --threshold-mm 0: the network's own output on and beside the input's face, as --mode
+    # test's RMSE measures it (what infer's background erases of the true face is test mode's 'as written').
+    command = [sys.executable, os.path.join(REPOSITORY, 'convworking.py'), '--mode', 'infer', '--background', 'input',
+               '--threshold-mm', '0', '--input', os.path.join(folder, inputs), '--output', output]
     command += ['--checkpoint', checkpoint] if checkpoint else []
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     errors = {}

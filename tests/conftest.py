@@ -96,3 +96,36 @@ def assert_one_line_error(finished, *fragments):
     assert len(lines) == 1 and 'Traceback' not in finished.stderr, finished.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope='session')
+def tiny_mask(tiny_data, tmp_path_factory):
+    """The checkpoint prefix of a tiny mask network (--task mask) trained for 10 steps on tiny_data."""
+    root = tmp_path_factory.mktemp('mask')
+    done = run_program('--mode', 'train', '--task', 'mask', '--data', tiny_data, '--checkpoint-dir',
+                       root / 'checkpoints', '--results-dir', root / 'results', '--max-steps', 10, '--validate-every',
+                       5, *TINY_NETWORK)
+    assert done.returncode == 0, done.stderr
+    import tensorflow as tf
+    prefix = tf.train.latest_checkpoint(str(root / 'checkpoints' / 'mask'), latest_filename='best_checkpoint')
+    assert prefix
+    return prefix
+
+
+def checkpoint_probabilities(prefix, batch_mm):
+    """A mask checkpoint's probabilities for a batch of depth images (mm, N x H x W), computed here with the
+    mirror average (as test, infer and export run it) in numpy."""
+    import json
+    import tensorflow as tf
+    from convworking import Network
+    from depth.convention import mm_to_network
+    with open(os.path.join(os.path.dirname(prefix), 'options.json')) as file:
+        architecture = json.load(file)['architecture']
+    batch = mm_to_network(np.asarray(batch_mm, np.float32))[..., None]
+    with tf.Graph().as_default():
+        network = Network(architecture)
+        with tf.compat.v1.Session() as session:
+            tf.compat.v1.train.Saver(network.model_variables).restore(session, prefix)
+            direct = session.run(network.output, {network.inputs: batch})
+            mirrored = session.run(network.output, {network.inputs: batch[:, :, ::-1]})[:, :, ::-1]
+    return ((direct + mirrored) / 2)[..., 0]

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 from matplotlib.colors import Normalize
 
-from conftest import REPO, TINY_NETWORK, dead_pid, deadband_in_numpy, run_program, synthetic_pair, wait_for
+from conftest import (REPO, TINY_NETWORK, checkpoint_probabilities, dead_pid, deadband_in_numpy, run_program,
+                      synthetic_pair, wait_for)
 from convworking import Network, parse_args, tf
 from depth.convention import mm_to_network, network_to_mm
 from depth.dataset import DataError
 from depth.png import DepthImageError, depth_mm_to_units, write_depth_png
 from evaluation.plotting import lit_relief
 from inference import export, neutralise
-from inference.background import INSIDE_THRESHOLD_MM, with_background
+from inference.background import INSIDE_THRESHOLD_MM, MASK_PROBABILITY, Background, with_background
 from support.paths import resolve_recorded_path
 
 THRESHOLD_MM = 10.0  # the command line's default --threshold-mm
@@ -103,7 +104,9 @@ def scans(tmp_path_factory):
 
 
 def infer(checkpoint, *args):
-    return run_program('--mode', 'infer', '--checkpoint', checkpoint[0], *args)
+    """infer with the background decided by the input (the files' handling does not depend on it; the mask
+    network's decision has its own test)."""
+    return run_program('--mode', 'infer', '--checkpoint', checkpoint[0], '--background', 'input', *args)
 
 
 # ------------------------------------------------------------------------------------------------- infer
@@ -247,9 +250,30 @@ def test_infer_refusals(scans, tmp_path, case):
     before = sorted(os.listdir(scans))
     with pytest.raises((DataError, DepthImageError), match=message):
         neutralise.neutralise_files(None, None, str(given[0]), str(given[1]), resize=False, batch_size=4,
-                                   threshold_mm=THRESHOLD_MM, previews=8)
+                                   background=Background(THRESHOLD_MM), previews=8)
     assert sorted(os.listdir(scans)) == before
     assert not os.path.exists(tmp_path / 'out')
+
+
+def test_infer_keeps_the_output_where_the_mask_network_puts_the_neutral_face(checkpoint, tiny_mask, tmp_path):
+    folder = tmp_path / 'scans'
+    folder.mkdir()
+    faces = faces_mm(2, seed=3)
+    for index, face in enumerate(faces):
+        write_depth_png(folder / f'face_{index}.png', face, 16)
+    done = run_program('--mode', 'infer', '--checkpoint', checkpoint[0], '--mask-checkpoint', tiny_mask,
+                       '--input', folder, '--output', tmp_path / 'neutral')
+    assert done.returncode == 0, done.stderr
+    probabilities = checkpoint_probabilities(tiny_mask, np.stack(faces))
+    for index, (face, probability) in enumerate(zip(faces, probabilities)):
+        output_mm = network_to_mm(checkpoint_outputs(checkpoint, mm_to_network(face)[None, ..., None])[0, ..., 0])
+        kept = (probability >= MASK_PROBABILITY) & (output_mm >= INSIDE_THRESHOLD_MM)
+        expected = depth_mm_to_units(np.where(kept, output_mm, 0), 16)
+        written = read_raw(tmp_path / 'neutral' / f'face_{index}.png')
+        # away from the two decisions' edges, where a rounding difference may flip them
+        clear = (np.abs(probability - MASK_PROBABILITY) > 1e-3) & (np.abs(output_mm - INSIDE_THRESHOLD_MM) > 0.05)
+        assert np.abs(written.astype(int) - expected.astype(int))[clear].max() <= 1
+        assert written.max() > 0 and (written[~kept & clear] == 0).all()
 
 
 def test_infer_needs_input(capsys):
@@ -299,7 +323,7 @@ def exported(checkpoint, tmp_path_factory):
         json.dump({'checkpoint': checkpoint[0], 'data': str(root / 'data'), 'rmse_mm': 4.25}, file)
     done = run_program('--mode', 'export', '--checkpoint', checkpoint[0], '--results-dir', results,
                        '--data', root / 'data', '--output', root / 'model', '--no-mirror-average',
-                       '--deadband-mm', 0)
+                       '--deadband-mm', 0, '--background', 'input')
     assert done.returncode == 0, done.stderr
     return root / 'model', done
 
@@ -322,6 +346,7 @@ def test_export_writes_the_files_and_model_json(checkpoint, exported):
     assert info['saved_model']['signature'] == 'serving_default'
     assert info['opencv_graph']['file'] == 'frozen_graph_opencv.pb' and info['mirror_average'] is False
     assert info['deadband_mm'] == 0
+    assert info['background']['rule'] == 'input' and info['background']['threshold_mm'] == THRESHOLD_MM
     assert all(value < 1e-4 for value in info['max_abs_difference_to_checkpoint'].values())
 
 
@@ -371,15 +396,15 @@ def test_export_averages_with_the_mirror_and_applies_the_deadband_by_default_and
 
 def test_export_refuses_to_overwrite(checkpoint, exported):
     with pytest.raises(DataError, match='already exists; export never overwrites'):
-        export.export_model(None, None, checkpoint[0], str(exported[0]), threshold_mm=THRESHOLD_MM,
-                           bfloat16=False, test_rmse_mm=None)
+        export.export_model(None, None, checkpoint[0], str(exported[0]), background=Background().describe(),
+                            bfloat16=False, test_rmse_mm=None)
 
 
 def test_export_refuses_an_existing_folder_and_leaves_it_as_it_was(tmp_path):
     (tmp_path / 'model').mkdir()
     (tmp_path / 'model' / 'notes.txt').write_text('mine')
     with pytest.raises(DataError, match='model: already exists; export never overwrites'):
-        export.export_model(None, None, 'best-1', str(tmp_path / 'model'), threshold_mm=THRESHOLD_MM,
+        export.export_model(None, None, 'best-1', str(tmp_path / 'model'), background=Background().describe(),
                             bfloat16=False, test_rmse_mm=None)
     assert os.listdir(tmp_path) == ['model'] and os.listdir(tmp_path / 'model') == ['notes.txt']
 

@@ -18,7 +18,7 @@ MAX_KERNEL_SIZE = 15
 MAX_CHANNELS = 512
 MAX_MODULES = 3          # every module halves the size twice; 4 ** 3 = 64 divides 128, 4 ** 4 does not
 SKIP_LINKS = ('none', 'pools', 'all')
-TASK_NAMES = ('remove', 'segment')
+TASK_NAMES = ('remove', 'segment', 'mask')
 FLAGS = ('batch_norm', 'residual', 'standardize')
 # The architecture as training saw it, a JSON string variable saved with the weights.
 ARCHITECTURE_VARIABLE = 'architecture'

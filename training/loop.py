@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from evaluation.plotting import grid_examples, save_grid
+from inference.background import Background
 from support.command_line import PROGRAM, UsageError, check_room, say
 from support.paths import recorded_path
 from support.progress import ProgressLine
@@ -121,8 +122,8 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
                 f"({(step - step_start) * images_per_step / max(elapsed, 1e-9):.1f} img/s)" if step > step_start
                 else f"already at its last step ({step}): nothing to train (a larger --max-steps trains on, "
                      "--restart starts over)")
-        best = (f"selection score {best:.3f} (the mean of valid and held-out family RMSE, mm)"
-                if family_set is not None else task.format_score(best))
+        best = (f"selection score {best:.3f} (the mean of the valid split's and the held-out family's scores, "
+                f"{task.score_name})" if family_set is not None else task.format_score(best))
         print(f"{PROGRAM}: {done}; best {best}, saved as {checkpoints.best_prefix()}")
 
 
@@ -161,8 +162,9 @@ def validate(options, session, network, checkpoints, valid_set, family_set, exam
     if plot:
         path = os.path.join(options.results_dir, f'step_{step:06d}.png')
         title = f'valid split, step {step}, {task.format_score(scores["score"])}'
+        # Training does not load the mask network: its grids decide the background by the input
         observer.periodic('save_grid', lambda: save_grid(path, task, valid_set, outputs, examples,
-                                                         options.threshold_mm, title))
+                                                         Background(options.threshold_mm), title))
         writer.add_summary(image_summary('valid/grid', path), step)
     return {key: float(value) for key, value in scores.items()}
 

@@ -20,7 +20,7 @@ from evaluation.metrics import (MS_SSIM_FILTER_SIZE, iou_per_class, mean_abs_err
 from evaluation.recognition import recognition
 from evaluation.report import print_table, write_report
 from faces import generated
-from inference.background import DEFAULT_THRESHOLD_MM, with_background
+from inference.background import DEFAULT_THRESHOLD_MM
 from support.paths import recorded_path
 from training import lfw_parts
 from training.splits import check_separate_subjects
@@ -187,48 +187,50 @@ class RemovalTask:
         return f'valid RMSE {score:.3f} mm'
 
     @staticmethod
-    def cleaned(outputs, inputs, threshold_mm):
-        """Outputs (network scale) with their background decided as infer writes it (inference.background)."""
-        return mm_to_network(with_background(network_to_mm(outputs), network_to_mm(inputs), threshold_mm))
+    def cleaned(outputs, inputs, background):
+        """Outputs (network scale, N x H x W x 1) with their background decided as infer writes it
+        (inference.background, which takes images without the channel axis)."""
+        return mm_to_network(background.apply(network_to_mm(outputs[..., 0]), network_to_mm(inputs[..., 0])))[
+            ..., np.newaxis]
 
-    def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, threshold_mm, gallery=None,
+    def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, background, gallery=None,
                  gallery_outputs=None, model_fit_every=0, train=None):
         """test_metrics.json: the model beside the baselines, per expression and level, and recognition (on the
         test split, and on the generated gallery when there is one); the report goes into report_dir. say(text)
-        tells what it is doing, as each part takes seconds. `train`: the training split, or why there is none
+        tells what it is doing, as each part takes seconds; `background` (inference.background.Background)
+        decides the written outputs' background. `train`: the training split, or why there is none
         (load_for_testing)."""
         inputs_mm, targets_mm = (network_to_mm(test_set.inputs[..., 0]), network_to_mm(test_set.targets[..., 0]))
         outputs_mm = network_to_mm(outputs[..., 0])
         say("the model's errors and MS-SSIM")
-        cleaned_mm = with_background(outputs_mm, inputs_mm, threshold_mm)
+        cleaned_mm = background.apply(outputs_mm, inputs_mm)
         model = summarise(per_image_metrics(outputs_mm, targets_mm, cleaned_mm), test_set.names)
         metrics = {key: value for key, value in model.items() if key != 'n'}
         metrics.update(n_images=model['n'], checkpoint=recorded_path(checkpoint),
                        data=recorded_path(data.folder),
-                       ms_ssim_filter_size=MS_SSIM_FILTER_SIZE)
+                       ms_ssim_filter_size=MS_SSIM_FILTER_SIZE, background=background.describe())
         say("the baselines (identity; mean face and linear, fitted on the training split; the face model's fit"
             + (f" on every {model_fit_every}th image, several seconds each)" if model_fit_every else ", skipped)"))
-        metrics.update(self._baselines(train, inputs_mm, targets_mm, test_set.names, threshold_mm, model_fit_every,
+        metrics.update(self._baselines(train, inputs_mm, targets_mm, test_set.names, background, model_fit_every,
                                        outputs_mm))
         say("recognition, raw and neutralised")
         metrics['recognition'] = self._recognition(test_set.names, inputs_mm, targets_mm, cleaned_mm)
         if gallery is not None:
             say(f"recognition on the gallery of {data.gallery_subjects} generated identities")
-            metrics['recognition_gallery'] = self._gallery_recognition(data.gallery_subjects, threshold_mm, gallery,
+            metrics['recognition_gallery'] = self._gallery_recognition(data.gallery_subjects, background, gallery,
                                                                        gallery_outputs)
         say("the report")
         write_report(metrics, report_dir, mean_abs_error_map(outputs_mm, targets_mm))
         return metrics
 
     @staticmethod
-    def _baselines(train, inputs_mm, targets_mm, names, threshold_mm, model_fit_every, outputs_mm):
+    def _baselines(train, inputs_mm, targets_mm, names, background, model_fit_every, outputs_mm):
         """The identity baseline always; the mean face and the linear map need the training split `train` (a
         string says why there is none); the model fit runs on every model_fit_every-th image (0 = not at all),
         and its block also holds the model's and the identity's scores on that sample. Backgrounds are decided as
         the model's is."""
         def scored(outputs, chosen=slice(None)):
-            return per_image_metrics(outputs, targets_mm[chosen],
-                                     with_background(outputs, inputs_mm[chosen], threshold_mm))
+            return per_image_metrics(outputs, targets_mm[chosen], background.apply(outputs, inputs_mm[chosen]))
 
         blocks = {'identity': scored(inputs_mm)}
         if isinstance(train, str):
@@ -275,11 +277,11 @@ class RemovalTask:
                 'neutralised': {key: result['neutralised'][key] for key in ('rank1', 'eer')},
                 'distance': result['raw']['distance'], 'n_gallery': len(gallery_ids), 'n_probes': len(probes)}
 
-    def _gallery_recognition(self, subjects, threshold_mm, gallery, outputs):
+    def _gallery_recognition(self, subjects, background, gallery, outputs):
         """Recognition on the generated gallery, and the RMSE per expression of its probes (unseen identities)."""
         inputs_mm, targets_mm = network_to_mm(gallery.inputs[..., 0]), network_to_mm(gallery.targets[..., 0])
         block = self._recognition(gallery.names, inputs_mm, targets_mm,
-                                  with_background(network_to_mm(outputs[..., 0]), inputs_mm, threshold_mm))
+                                  background.apply(network_to_mm(outputs[..., 0]), inputs_mm))
         rmse = {method: summarise({'rmse_mm': per_image_face_rmse(images, targets_mm)},
                                              gallery.names)['per_expression']
                 for method, images in (('model', network_to_mm(outputs[..., 0])), ('identity', inputs_mm))}
@@ -354,30 +356,30 @@ class SegmentationTask:
     def format_score(score):
         return f'valid accuracy {100 - score:.2f} %' if math.isfinite(score) else 'no valid accuracy yet'
 
-    def cleaned(self, outputs, inputs, threshold_mm):
+    def cleaned(self, outputs, inputs, background):
         """The predicted mask: probability >= 0.5 is face, as in the original's figure."""
         return (outputs >= self.THRESHOLD).astype(np.float32)
 
-    def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, threshold_mm, gallery=None,
+    def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, background, gallery=None,
                  gallery_outputs=None, model_fit_every=0, train=None):
         """test_metrics.json: per-pixel accuracy and mean IoU of the two classes, in percent (no report)."""
         say("accuracy and IoU")
-        iou_background, iou_face = iou_per_class(outputs, test_set.targets, self.THRESHOLD)
-        percent = lambda fraction: 100 * fraction
-        return {
-            'pixel_accuracy': percent(pixel_accuracy(outputs, test_set.targets, self.THRESHOLD)),
-            'mean_iou': percent(mean_iou(outputs, test_set.targets, self.THRESHOLD)),
-            'iou_background': percent(iou_background),
-            'iou_face': percent(iou_face),
-            # what predicting background everywhere would score: the floor any model must clear
-            'all_background_accuracy': percent(1 - float(np.mean(test_set.targets >= 0.5))),
-            'units': 'percent; IoU over all test pixels pooled; output >= 0.5 is face',
-            'n_images': len(test_set), 'checkpoint': recorded_path(checkpoint),
-            'data': recorded_path(data.folder), 'targets': data.targets,
-            'split': dict(lfw_parts.split_sizes(data.folder, data.targets),
-                          rule='sorted file names: train first 70 %, valid next 15 % (both rounded down), '
-                               'test the rest'),
-        }
+        return dict(self.scores(outputs, test_set.targets),
+                    # what predicting background everywhere would score: the floor any model must clear
+                    all_background_accuracy=100 * (1 - float(np.mean(test_set.targets >= self.THRESHOLD))),
+                    units='percent; IoU over all test pixels pooled; output >= 0.5 is face',
+                    n_images=len(test_set), checkpoint=recorded_path(checkpoint),
+                    data=recorded_path(data.folder), targets=data.targets,
+                    split=dict(lfw_parts.split_sizes(data.folder, data.targets),
+                               rule='sorted file names: train first 70 %, valid next 15 % (both rounded down), '
+                                    'test the rest'))
+
+    def scores(self, outputs, targets):
+        """Per-pixel accuracy, mean IoU and each class's IoU of probabilities (or masks) against masks, in %."""
+        iou_background, iou_face = iou_per_class(outputs, targets, self.THRESHOLD)
+        return {'pixel_accuracy': 100 * pixel_accuracy(outputs, targets, self.THRESHOLD),
+                'mean_iou': 100 * mean_iou(outputs, targets, self.THRESHOLD),
+                'iou_background': 100 * iou_background, 'iou_face': 100 * iou_face}
 
     @staticmethod
     def print_metrics(metrics):
@@ -426,6 +428,33 @@ class NeutralMaskTask(SegmentationTask):
 
     def load_family(self, data):
         return self.as_masks(RemovalTask.load_family(data))
+
+    def load_for_testing(self, data):
+        return self.load(data, 'test'), None
+
+    def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, background, gallery=None,
+                 gallery_outputs=None, model_fit_every=0, train=None):
+        """test_metrics.json: the mask's scores beside the input's own face taken as the neutral face's (doing
+        nothing), with the shares of the image it marks face where the neutral face has none (false) and the
+        reverse (missing), in percent (no report)."""
+        say("accuracy, IoU, false and missing face")
+
+        def scored(masks):
+            predicted, truth = masks >= self.THRESHOLD, test_set.targets >= self.THRESHOLD
+            return dict(self.scores(masks, test_set.targets),
+                        false_face_share=100 * float(np.mean(predicted & ~truth)),
+                        missing_face_share=100 * float(np.mean(~predicted & truth)))
+
+        return dict(scored(outputs), input_face=scored((test_set.inputs > 0).astype(np.float32)),
+                    units='percent of the test pixels; output >= 0.5 is face', n_images=len(test_set),
+                    checkpoint=recorded_path(checkpoint), data=recorded_path(data.folder))
+
+    @staticmethod
+    def print_metrics(metrics):
+        for label, block in (('mask', metrics), ("the input's own face", metrics['input_face'])):
+            print(f"{label}: pixel accuracy {block['pixel_accuracy']:.3f} %, false face "
+                  f"{block['false_face_share']:.3f} %, missing face {block['missing_face_share']:.3f} % of "
+                  f"{metrics['n_images']} test images")
 
 
 TASKS = {task.name: task for task in (RemovalTask(), SegmentationTask(), NeutralMaskTask())}
