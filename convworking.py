@@ -336,8 +336,8 @@ EXAMPLES = (
 DEFAULT_DATA = {'remove': os.path.join(REPOSITORY, 'data128_128'), 'mask': os.path.join(REPOSITORY, 'data128_128'),
                 'segment': os.path.normpath(os.path.join(REPOSITORY, '..', 'shared', 'lfw_part_labels', 'data128_128'))}
 # How long a default run trains. remove: the steps that reach the shipped model's score on this CPU (see
-# results/experiments.md); mask: the steps after which its held-out family stopped improving; segment: the
-# epochs of the reproduction.
+# results/experiments.md); mask: a third of the remover's time (its scores still fell slowly there: a longer
+# run is untried); segment: the epochs of the reproduction.
 DEFAULT_LENGTH = {'remove': {'max_steps': 40000, 'max_epochs': None},
                   'mask': {'max_steps': 10000, 'max_epochs': None},
                   'segment': {'max_steps': None, 'max_epochs': 45}}

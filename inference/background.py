@@ -51,12 +51,6 @@ def surface_mask(output_mm, input_mm, threshold_mm):
             | (near & (output_mm >= threshold_mm)))
 
 
-def with_background(output_mm, input_mm, threshold_mm):
-    """The output with every pixel that is not surface (surface_mask) set to 0, the convention's background."""
-    output_mm = np.asarray(output_mm)
-    return np.where(surface_mask(output_mm, input_mm, threshold_mm), output_mm, 0).astype(output_mm.dtype)
-
-
 def masked_surface(output_mm, face_probability):
     """Boolean, the output's shape: where the mask network puts the neutral face and the output is above the
     back plane."""

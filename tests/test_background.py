@@ -1,8 +1,7 @@
 """The background rule infer, the grids and test mode share (inference.background), on arrays made here."""
 import numpy as np
 
-from inference.background import (INSIDE_THRESHOLD_MM, NEAR_INPUT_PX, surface_mask, with_background,
-                                  with_holes_filled)
+from inference.background import INSIDE_THRESHOLD_MM, NEAR_INPUT_PX, Background, surface_mask, with_holes_filled
 
 
 def face_and_output():
@@ -28,7 +27,7 @@ def test_surface_is_kept_on_the_input_face_and_next_to_it_not_far_from_it():
 def test_low_outputs_beside_the_face_are_background_and_the_result_is_zero_there():
     output_mm, input_mm = face_and_output()
     output_mm[8:24, 25] = 8.0                            # below the 10 mm threshold, two pixels out
-    written = with_background(output_mm, input_mm, threshold_mm=10.0)
+    written = Background(threshold_mm=10.0).apply(output_mm, input_mm)
     assert (written[8:24, 25] == 0).all() and (written[0:3, 0:3] == 0).all()
     assert np.array_equal(written[8:24, 8:25], output_mm[8:24, 8:25])
 

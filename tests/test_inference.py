@@ -19,7 +19,7 @@ from depth.dataset import DataError
 from depth.png import DepthImageError, depth_mm_to_units, write_depth_png
 from evaluation.plotting import lit_relief
 from inference import export, neutralise
-from inference.background import INSIDE_THRESHOLD_MM, MASK_PROBABILITY, Background, with_background
+from inference.background import INSIDE_THRESHOLD_MM, MASK_PROBABILITY, Background
 from support.paths import resolve_recorded_path
 
 THRESHOLD_MM = 10.0  # the command line's default --threshold-mm
@@ -70,7 +70,7 @@ def expected_units(checkpoint, height_mm, bits):
     """What infer should write for a 128 x 128 image: the output with its background decided by the input's
     surface and the threshold (inference.background), in the input's units."""
     output_mm = network_to_mm(checkpoint_outputs(checkpoint, mm_to_network(height_mm)[None, ..., None])[0, ..., 0])
-    return depth_mm_to_units(with_background(output_mm, height_mm, THRESHOLD_MM), bits), output_mm
+    return depth_mm_to_units(Background(THRESHOLD_MM).apply(output_mm, height_mm), bits), output_mm
 
 
 def away_from_the_thresholds(output_mm):
