@@ -27,7 +27,7 @@ from depth.png import DepthImageError
 from evaluation import testing
 from faces import generated
 from faces.variation import VARIATIONS
-from inference.background import DEFAULT_THRESHOLD_MM, Background
+from inference.background import DEFAULT_THRESHOLD_MM, Background, background_description
 from scanning import prepare
 from support.command_line import (PROGRAM, DefaultsHelpFormatter, OneLineErrorParser, UsageError, examples_text,
                                   exit_status, finite_float, positive_float, positive_int, report_error, report_stop,
@@ -261,15 +261,21 @@ def restore_network(source, option, given, options, for_export=False, deadband_m
     return session, network, prefix
 
 
-def restore_background(options):
-    """How test, infer and export decide the outputs' background (inference.background.Background): by the mask
-    network of --mask-checkpoint (in a graph of its own, its architecture its checkpoint's), or by the input."""
-    if options.background == 'input':
-        return Background(options.threshold_mm)
+def restore_mask_network(options, for_export=False):
+    """The mask network of --mask-checkpoint, in a graph of its own, its architecture its checkpoint's:
+    (session, network, prefix)."""
     mask_task = dataclasses.replace(options, task='mask', task_given=True,
                                     **{key: None for key in ARCHITECTURE_DEFAULTS if key != 'task'})
     with tf.Graph().as_default():
-        session, network, prefix = restore_network(options.mask_checkpoint, '--mask-checkpoint', mask_task, options)
+        return restore_network(options.mask_checkpoint, '--mask-checkpoint', mask_task, options, for_export)
+
+
+def restore_background(options):
+    """How test and infer decide the outputs' background (inference.background.Background): by the mask network
+    of --mask-checkpoint, or by the input."""
+    if options.background == 'input':
+        return Background(options.threshold_mm)
+    session, network, prefix = restore_mask_network(options)
 
     def face_probability(inputs_mm):
         images = mm_to_network(inputs_mm.reshape((-1,) + inputs_mm.shape[-2:]))[..., np.newaxis]
@@ -295,12 +301,13 @@ def infer(options):
 
 def export(options):
     session, network, prefix = restore_for_inference(options, for_export=True)
-    background = restore_background(options)
+    mask = restore_mask_network(options, for_export=True) if options.background == 'mask' else None
     from inference import export  # here, not at the top: it imports TensorFlow
     test_rmse_mm = export.rmse_on_test_split(prefix, options.results_dir, options.data)
+    background = background_description(options.threshold_mm, mask and recorded_path(mask[2]))
     with session:
-        export.export_model(session, network, prefix, options.output, background.describe(), options.bfloat16,
-                            test_rmse_mm)
+        export.export_model(session, network, prefix, options.output, background, options.bfloat16, test_rmse_mm,
+                            mask and mask[:2])
 
 
 # ------------------------------------------------------------------------------------------ command line

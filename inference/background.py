@@ -59,8 +59,9 @@ def masked_surface(output_mm, face_probability):
 
 class Background:
     """How an output's background is decided: by the mask network (face_probability: a function of the inputs in
-    mm, N x H x W or H x W, giving the probability of the neutral face at each pixel), else by the input and
-    threshold_mm (surface_mask). `describe` says which, for the metrics and model.json."""
+    mm, N x H x W or H x W, giving the probability of the neutral face at each pixel; mask_checkpoint: its
+    checkpoint, as results files record paths), else by the input and threshold_mm (surface_mask). `describe`
+    says which, for the metrics and model.json."""
 
     def __init__(self, threshold_mm=DEFAULT_THRESHOLD_MM, face_probability=None, mask_checkpoint=None):
         self.threshold_mm, self.face_probability, self.mask_checkpoint = threshold_mm, face_probability, mask_checkpoint
@@ -76,8 +77,14 @@ class Background:
         return np.where(self.surface(output_mm, input_mm), output_mm, 0).astype(output_mm.dtype)
 
     def describe(self):
-        if self.face_probability is None:
-            return {'rule': 'input', 'threshold_mm': self.threshold_mm, 'near_input_px': NEAR_INPUT_PX,
-                    'inside_threshold_mm': INSIDE_THRESHOLD_MM}
-        return {'rule': 'mask', 'mask_checkpoint': self.mask_checkpoint, 'mask_probability': MASK_PROBABILITY,
+        return background_description(self.threshold_mm, self.mask_checkpoint)
+
+
+def background_description(threshold_mm, mask_checkpoint=None):
+    """The rule and its settings, for test_metrics.json and model.json: the mask network's (mask_checkpoint, as
+    results files record paths), or the input's (None)."""
+    if mask_checkpoint is None:
+        return {'rule': 'input', 'threshold_mm': threshold_mm, 'near_input_px': NEAR_INPUT_PX,
                 'inside_threshold_mm': INSIDE_THRESHOLD_MM}
+    return {'rule': 'mask', 'mask_checkpoint': mask_checkpoint, 'mask_probability': MASK_PROBABILITY,
+            'inside_threshold_mm': INSIDE_THRESHOLD_MM}

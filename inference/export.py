@@ -4,8 +4,9 @@ export (--mode export --output DIR)
   Writes DIR/frozen_graph.pb (variables folded into constants, inference-mode batch normalisation, only
   `inputs` -> `output`, any batch size), DIR/saved_model/ (signature 'serving_default': 'inputs' -> 'output'),
   DIR/frozen_graph_opencv.pb (the same for cv2.dnn.readNetFromTensorflow, see opencv_graph; left out, with
-  the reason in model.json, when OpenCV cannot run it) and DIR/model.json (names, shapes, scale, checkpoint,
-  step, validation and test RMSE). Every form is reloaded and must reproduce the checkpoint's output to
+  the reason in model.json, when OpenCV cannot run it), with --background mask (the default) the mask network
+  that decides infer's background as DIR/mask_frozen_graph.pb, and DIR/model.json (names, shapes, scale,
+  checkpoint, step, validation and test RMSE, the background rule). Every form is reloaded and must reproduce the checkpoint's output to
   EXPORT_TOLERANCE. Everything is written into a hidden folder beside DIR (.DIR.partial-PID), renamed to DIR
   once complete: an export is whole or absent, however it stops (kill -9 included), and the next export there
   removes what a killed one left. Refuses a DIR that exists, unless it is an empty folder.
@@ -24,6 +25,7 @@ from support.paths import recorded_path, resolve_recorded_path
 from support.safe_files import atomic_path, atomic_write, remove_leftovers, write_strict_json
 
 FROZEN_GRAPH_FILE = 'frozen_graph.pb'
+MASK_GRAPH_FILE = 'mask_frozen_graph.pb'   # the mask network, with --background mask
 OPENCV_GRAPH_FILE = 'frozen_graph_opencv.pb'
 SAVED_MODEL_FOLDER = 'saved_model'
 MODEL_INFO_FILE = 'model.json'
@@ -33,9 +35,9 @@ INPUT_NAME, OUTPUT_NAME = 'inputs', 'output'
 EXPORT_TOLERANCE = 1e-4
 # model.json: what the exported output still needs to become what infer writes
 BACKGROUND_NOTES = {
-    'mask': "the exported graphs are the removal network alone: infer keeps an output pixel where the mask network "
-            "(mask_checkpoint, --task mask) gives the neutral face a probability of at least mask_probability and "
-            "the output is at least inside_threshold_mm high, and writes 0 elsewhere (inference/background.py)",
+    'mask': f"infer keeps an output pixel where the mask network ({MASK_GRAPH_FILE}: the same inputs, output the "
+            "probability that the neutral face covers each pixel) gives at least mask_probability and the output is "
+            "at least inside_threshold_mm high, and writes 0 elsewhere (inference/background.py)",
     'input': "infer keeps an output pixel where the input has a face (holes it encloses included) and the output is "
              "at least min(threshold_mm, inside_threshold_mm) high, or within near_input_px of it and at least "
              "threshold_mm high, and writes 0 elsewhere (inference/background.py)",
@@ -202,11 +204,11 @@ def try_opencv_export(graph_def, path, batch, expected):
     return None, f'OpenCV {cv2.__version__} cannot use it: {reason}'
 
 
-def export_model(session, network, checkpoint, directory, background, bfloat16, test_rmse_mm):
+def export_model(session, network, checkpoint, directory, background, bfloat16, test_rmse_mm, mask=None):
     """--mode export: write the frozen graphs, the SavedModel and model.json into `directory`, and check them.
-    model.json records how infer decides the background (`background`: inference.background.Background's
-    description), whether the network computes in bfloat16 and the checkpoint's test RMSE (None if not
-    measured)."""
+    model.json records how infer decides the background (`background`: inference.background's description),
+    whether the network computes in bfloat16 and the checkpoint's test RMSE (None if not measured). `mask`: the
+    mask network's (session, network) built for export, written as MASK_GRAPH_FILE (None: no mask network)."""
     check_export_folder(directory)
     graph_def = frozen_inference_graph(session, network)
     parent, name = os.path.split(os.path.normpath(directory))
@@ -215,15 +217,33 @@ def export_model(session, network, checkpoint, directory, background, bfloat16, 
     # `directory`, if another export made it meanwhile (an empty folder is replaced).
     with atomic_path(directory) as staging:
         os.makedirs(staging)
+        if mask is not None:
+            background = dict(background, **write_mask_graph(*mask, staging))
         info = write_export(session, network, checkpoint, graph_def, staging, background, bfloat16, test_rmse_mm)
     opencv = info['opencv_graph']
     written = [FROZEN_GRAPH_FILE, *([opencv['file']] if opencv['file'] else []), f'{SAVED_MODEL_FOLDER}/',
-               MODEL_INFO_FILE]
+               *([MASK_GRAPH_FILE] if mask is not None else []), MODEL_INFO_FILE]
     differences = [value for value in info['max_abs_difference_to_checkpoint'].values() if value is not None]
     print(f"{PROGRAM}: exported {os.path.basename(checkpoint)} (step {info['step']}) to {directory}: "
           f"{', '.join(written)}; each reproduces the checkpoint to within {max(differences):.1g}")
     if not opencv['file']:
         print(f"{PROGRAM}: no {OPENCV_GRAPH_FILE}: {opencv['note']}")
+
+
+def write_mask_graph(session, network, directory):
+    """The mask network as a frozen graph in `directory`, reloaded and checked against the checkpoint as the
+    remover's forms are; returns what model.json's background records of it."""
+    graph_def = frozen_inference_graph(session, network)
+    with atomic_write(os.path.join(directory, MASK_GRAPH_FILE)) as file:
+        file.write(graph_def.SerializeToString())
+    batch = verification_batch()
+    difference = float(np.max(np.abs(run_frozen_graph(graph_def, batch)
+                                      - session.run(network.output, {network.inputs: batch}))))
+    if not difference < EXPORT_TOLERANCE:
+        raise RuntimeError(f"the exported {MASK_GRAPH_FILE} differs from the mask checkpoint by {difference:.3g} "
+                           f"(tolerance {EXPORT_TOLERANCE})")
+    return {'frozen_graph': MASK_GRAPH_FILE, 'mirror_average': network.mirror_average,
+            'max_abs_difference_to_checkpoint': difference}
 
 
 def check_export_folder(directory):

@@ -394,6 +394,25 @@ def test_export_averages_with_the_mirror_and_applies_the_deadband_by_default_and
     assert np.abs(frozen - checkpoint_outputs(checkpoint, batch)).max() < 1e-4
 
 
+def test_export_writes_the_mask_network_that_reproduces_its_checkpoint_without_the_projects_code(
+        checkpoint, tiny_mask, tmp_path):
+    done = run_program('--mode', 'export', '--checkpoint', checkpoint[0], '--mask-checkpoint', tiny_mask,
+                       '--output', tmp_path / 'model')
+    assert done.returncode == 0, done.stderr
+    info = json.loads((tmp_path / 'model' / 'model.json').read_text())
+    assert info['background']['rule'] == 'mask' and info['background']['frozen_graph'] == 'mask_frozen_graph.pb'
+    assert resolve_recorded_path(info['background']['mask_checkpoint']) == os.path.abspath(tiny_mask)
+    assert info['background']['max_abs_difference_to_checkpoint'] < 1e-4
+    faces = np.stack(faces_mm(3, seed=5))
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString((tmp_path / 'model' / 'mask_frozen_graph.pb').read_bytes())
+    with tf.Graph().as_default() as graph:
+        tf.compat.v1.import_graph_def(graph_def, name='')
+        with tf.compat.v1.Session(graph=graph) as session:
+            probability = session.run('output:0', {'inputs:0': mm_to_network(faces)[..., None]})[..., 0]
+    assert np.abs(probability - checkpoint_probabilities(tiny_mask, faces)).max() < 1e-4
+
+
 def test_export_refuses_to_overwrite(checkpoint, exported):
     with pytest.raises(DataError, match='already exists; export never overwrites'):
         export.export_model(None, None, checkpoint[0], str(exported[0]), background=Background().describe(),
@@ -424,7 +443,8 @@ def test_a_killed_export_leaves_no_folder_and_the_next_export_removes_what_it_le
     assert done.returncode == 0, done.stderr
     assert f'convworking.py: removed what an interrupted run left in {tmp_path}: {hidden.name}\n' in done.stdout
     assert os.listdir(tmp_path) == ['model']
-    assert sorted(os.listdir(tmp_path / 'model')) == ['frozen_graph.pb', 'model.json', 'saved_model']  # mirror average
+    assert sorted(os.listdir(tmp_path / 'model')) == ['frozen_graph.pb', 'mask_frozen_graph.pb', 'model.json',
+                                                      'saved_model']  # the mirror average: no OpenCV graph
 
 
 def test_test_rmse_is_taken_only_for_the_same_checkpoint_and_data(tmp_path):
