@@ -279,9 +279,9 @@ def restore_background(options):
 
     def face_probability(inputs_mm):
         images = mm_to_network(inputs_mm.reshape((-1,) + inputs_mm.shape[-2:]))[..., np.newaxis]
-        batches = (images[start:start + options.batch_size] for start in range(0, len(images), options.batch_size))
-        return np.concatenate([session.run(network.output, {network.inputs: batch}) for batch in batches]
-                              ).reshape(inputs_mm.shape)
+        batches = ((images[start:start + options.batch_size], None)
+                   for start in range(0, len(images), options.batch_size))
+        return network.predict(session, batches).reshape(inputs_mm.shape)
 
     return Background(face_probability=face_probability, mask_checkpoint=recorded_path(prefix))
 

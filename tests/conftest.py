@@ -112,20 +112,27 @@ def tiny_mask(tiny_data, tmp_path_factory):
     return prefix
 
 
-def checkpoint_probabilities(prefix, batch_mm):
-    """A mask checkpoint's probabilities for a batch of depth images (mm, N x H x W), computed here with the
-    mirror average (as test, infer and export run it) in numpy."""
-    import json
+def restored_outputs(prefix, architecture, batch, mirror_average=True):
+    """A checkpoint's output for a batch (network scale, N x H x W x 1), computed in this process; with
+    mirror_average (the default of test, infer and export), averaged here with the mirrored output of the mirrored
+    batch."""
     import tensorflow as tf
     from convworking import Network
-    from depth.convention import mm_to_network
-    with open(os.path.join(os.path.dirname(prefix), 'options.json')) as file:
-        architecture = json.load(file)['architecture']
-    batch = mm_to_network(np.asarray(batch_mm, np.float32))[..., None]
     with tf.Graph().as_default():
         network = Network(architecture)
         with tf.compat.v1.Session() as session:
             tf.compat.v1.train.Saver(network.model_variables).restore(session, prefix)
-            direct = session.run(network.output, {network.inputs: batch})
-            mirrored = session.run(network.output, {network.inputs: batch[:, :, ::-1]})[:, :, ::-1]
-    return ((direct + mirrored) / 2)[..., 0]
+            output = session.run(network.output, {network.inputs: batch})
+            if mirror_average:
+                mirrored = session.run(network.output, {network.inputs: batch[:, :, ::-1]})[:, :, ::-1]
+                output = (output + mirrored) / 2
+    return output
+
+
+def checkpoint_probabilities(prefix, batch_mm):
+    """A mask checkpoint's probabilities for a batch of depth images (mm, N x H x W), with the mirror average."""
+    import json
+    from depth.convention import mm_to_network
+    with open(os.path.join(os.path.dirname(prefix), 'options.json')) as file:
+        architecture = json.load(file)['architecture']
+    return restored_outputs(prefix, architecture, mm_to_network(np.asarray(batch_mm, np.float32))[..., None])[..., 0]

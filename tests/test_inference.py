@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from matplotlib.colors import Normalize
 
-from conftest import (REPO, TINY_NETWORK, checkpoint_probabilities, dead_pid, deadband_in_numpy, run_program,
-                      synthetic_pair, wait_for)
-from convworking import Network, parse_args, tf
+from conftest import (REPO, TINY_NETWORK, checkpoint_probabilities, dead_pid, deadband_in_numpy, restored_outputs,
+                      run_program, synthetic_pair, wait_for)
+from convworking import parse_args, tf
 from depth.convention import mm_to_network, network_to_mm
 from depth.dataset import DataError
 from depth.png import DepthImageError, depth_mm_to_units, write_depth_png
@@ -45,15 +45,7 @@ def checkpoint_outputs(checkpoint, batch, mirror_average=True, deadband_mm=DEADB
     """The network's output for a batch (network scale), computed in this process from the checkpoint; with
     mirror_average (the default of infer and export), averaged here with the mirrored output of the mirrored
     batch; then the displacement of the input's surface shrunk by deadband_mm, recomputed here in numpy."""
-    prefix, architecture = checkpoint
-    with tf.Graph().as_default():
-        network = Network(architecture)
-        with tf.compat.v1.Session() as session:
-            tf.compat.v1.train.Saver(network.model_variables).restore(session, prefix)
-            output = session.run(network.output, {network.inputs: batch})
-            if mirror_average:
-                mirrored = session.run(network.output, {network.inputs: batch[:, :, ::-1]})[:, :, ::-1]
-                output = (output + mirrored) / 2
+    output = restored_outputs(*checkpoint, batch, mirror_average)
     return deadband_in_numpy(output, batch, mm_to_network(deadband_mm))
 
 

@@ -429,9 +429,6 @@ class NeutralMaskTask(SegmentationTask):
     def load_family(self, data):
         return self.as_masks(RemovalTask.load_family(data))
 
-    def load_for_testing(self, data):
-        return self.load(data, 'test'), None
-
     def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, background, gallery=None,
                  gallery_outputs=None, model_fit_every=0, train=None):
         """test_metrics.json: the mask's scores beside the input's own face taken as the neutral face's (doing
