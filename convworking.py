@@ -197,9 +197,9 @@ def task_checkpoint_dir(options):
     return os.path.join(options.checkpoint_dir, options.task)
 
 
-def resolve_architecture(options, saved_options, source):
+def resolve_architecture(options, saved_options, source, option):
     """Architecture = what the user gave, else what the checkpoint was trained with (the options saved in
-    `source`, a checkpoint or its folder), else the defaults.
+    `source`, a checkpoint or its folder, named by the command-line option `option`), else the defaults.
 
     An explicitly given option that contradicts the checkpoint's is refused: that checkpoint cannot be used
     with it, and silently ignoring it would be worse.
@@ -208,9 +208,10 @@ def resolve_architecture(options, saved_options, source):
     architecture = {}
     for key, default in ARCHITECTURE_DEFAULTS.items():
         given = getattr(options, key)
-        if key == 'task' and not options.task_given and saved.get(key, given) != given:
-            raise UsageError(f"{source} holds a --task {saved[key]} checkpoint; give --task "
-                             f"{saved[key]} to use it")
+        if key == 'task' and saved.get(key, given) != given:
+            raise UsageError(f"{option} {source} holds a --task {saved[key]} checkpoint, not a --task {given} one"
+                             if options.task_given else
+                             f"{source} holds a --task {saved[key]} checkpoint; give --task {saved[key]} to use it")
         if given is not None and key in saved and given != saved[key]:
             raise UsageError(f"--{key.replace('_', '-')} {given} contradicts the checkpoint in "
                              f"{source}, trained with {saved[key]}")
@@ -224,7 +225,8 @@ def train(options, observer=TrainingObserver()):
     say(f"loading the data of {options.data} and building the network")
     directory = task_checkpoint_dir(options)
     # --restart deletes the previous run only once every check of the command has passed (in the loop)
-    architecture = resolve_architecture(options, {} if options.restart else read_options(directory), directory)
+    architecture = resolve_architecture(options, {} if options.restart else read_options(directory), directory,
+                                        '--checkpoint-dir')
 
     def build_network(max_steps):
         return Network(architecture, options.bfloat16,
@@ -252,7 +254,7 @@ def restore_network(source, option, given, options, for_export=False, deadband_m
     if not prefix:
         raise UsageError(f"{source}: no checkpoint found, nor in {os.path.join(source, given.task)} "
                          f"(train first, or give {option} PATH)")
-    architecture = resolve_architecture(given, read_options(os.path.dirname(prefix)), prefix)
+    architecture = resolve_architecture(given, read_options(os.path.dirname(prefix)), prefix, option)
     network = Network(architecture, bfloat16=options.bfloat16, for_export=for_export,
                       mirror_average=options.mirror_average, deadband_mm=deadband_mm)
     variables = network.model_variables
