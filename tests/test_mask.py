@@ -89,7 +89,8 @@ def test_a_missing_or_wrong_mask_checkpoint_is_refused_in_one_line_before_anythi
                           '--results-dir', tmp_path / 'results', '--max-steps', 2, *TINY_NETWORK)
     assert trained.returncode == 0, trained.stderr
     for given, fragments in ((tmp_path / 'nowhere', ('nowhere: no checkpoint found', '--mask-checkpoint')),
-                             (tmp_path / 'checkpoints' / 'remove', ('--mask-checkpoint', 'holds a --task remove checkpoint, not a --task mask one'))):
+                             (tmp_path / 'checkpoints' / 'remove',
+                              ('--mask-checkpoint', 'holds a --task remove checkpoint, not a --task mask one'))):
         done = run_program('--mode', 'infer', '--mask-checkpoint', given, '--input', folder, '--output',
                            tmp_path / 'neutral')
         assert_one_line_error(done, *fragments)
