@@ -93,7 +93,8 @@ class Network:
     the two graphs differently, and the placeholder's graph reproduces the published test metrics bit for bit
     (the fixed one differs from them by about 1e-8 mm). mirror_average (test, infer, export) averages the
     output with the mirrored output of the mirrored input; deadband_mm (the same, remove only) then shrinks the
-    displacement of the input's surface by that much towards none; training and validation score the network
+    displacement of the input's surface by that much towards none, and deadband_relief by that share of the
+    input's local relief more on faces the network barely changes; training and validation score the network
     alone.
     """
 
@@ -101,8 +102,9 @@ class Network:
     IMAGE_CHANNELS = 1
 
     def __init__(self, architecture, bfloat16=False, training=None, for_export=False, mirror_average=False,
-                 deadband_mm=0.0):
-        self.architecture, self.mirror_average, self.deadband_mm = architecture, mirror_average, deadband_mm
+                 deadband_mm=0.0, deadband_relief=0.0):
+        self.architecture, self.mirror_average = architecture, mirror_average
+        self.deadband_mm, self.deadband_relief = deadband_mm, deadband_relief
         self.task = TASKS[architecture['task']]
         shape = [None, self.IMAGE_HEIGHT, self.IMAGE_WIDTH, self.IMAGE_CHANNELS]
         self.inputs = tf.compat.v1.placeholder(tf.float32, shape, name='inputs')
@@ -136,8 +138,8 @@ class Network:
         if mirror_average:
             direct, mirrored = tf.split(output, 2)
             output = (direct + tf.reverse(mirrored, [2])) / 2
-        if deadband_mm:
-            output = self.task.with_deadband(tf, output, self.inputs, deadband_mm)
+        if deadband_mm or deadband_relief:
+            output = self.task.with_deadband(tf, output, self.inputs, deadband_mm, deadband_relief)
         self.output = tf.identity(output, name='output')
 
         self.global_step = tf.compat.v1.train.get_or_create_global_step()
@@ -242,10 +244,10 @@ def restore_for_inference(options, for_export=False):
     """Build the network the checkpoint was trained with and restore it: (session, network, prefix)."""
     tf.compat.v1.reset_default_graph()
     return restore_network(options.checkpoint or task_checkpoint_dir(options), '--checkpoint', options, options,
-                           for_export, options.deadband_mm)
+                           for_export, options.deadband_mm, options.deadband_relief)
 
 
-def restore_network(source, option, given, options, for_export=False, deadband_mm=0.0):
+def restore_network(source, option, given, options, for_export=False, deadband_mm=0.0, deadband_relief=0.0):
     """The network of the checkpoint in `source` (a prefix, or a folder holding one directly or in given.task's
     subfolder, as a --checkpoint-dir does), built into the default graph as trained with, the architecture
     options of `given` (Options) checked against it, and restored: (session, network, prefix)."""
@@ -256,7 +258,8 @@ def restore_network(source, option, given, options, for_export=False, deadband_m
                          f"(train first, or give {option} PATH)")
     architecture = resolve_architecture(given, read_options(os.path.dirname(prefix)), prefix, option)
     network = Network(architecture, bfloat16=options.bfloat16, for_export=for_export,
-                      mirror_average=options.mirror_average, deadband_mm=deadband_mm)
+                      mirror_average=options.mirror_average, deadband_mm=deadband_mm,
+                      deadband_relief=deadband_relief)
     variables = network.model_variables
     session = tf.compat.v1.Session()
     restore_checkpoint(tf.compat.v1.train.Saver(variables), session, prefix, variables, architecture)
@@ -326,7 +329,8 @@ EXAMPLES = (
     (None, f'python {PROGRAM} --mode infer --input runs/prepared --output runs/neutral_scan'),
     ('the model for use without this code: frozen graphs, SavedModel, OpenCV graph (OpenCV reads the network\n'
      'alone, without the mirror average and the deadband of test and infer)',
-     f'python {PROGRAM} --mode export --no-mirror-average --deadband-mm 0 --output runs/exported'),
+     f'python {PROGRAM} --mode export --no-mirror-average --deadband-mm 0 --deadband-relief 0 '
+     '--output runs/exported'),
     ('a smoke run: 200 steps on the committed training split only (nothing rendered), 2-3 minutes on the\n'
      'project\'s 2-core CPU (bfloat16)',
      f'python {PROGRAM} --mode train --max-steps 200 --generated-subjects 0 --family-subjects 0 '
@@ -360,6 +364,8 @@ DEFAULT_BACKGROUND_WEIGHT = 0.0
 # test, infer, export: the displacement's soft threshold, chosen on the valid split and the held-out family
 # (results/experiments.md)
 DEFAULT_DEADBAND_MM = 0.2
+# ... and its share of the input's local relief on faces the network barely changes (the same choice)
+DEFAULT_DEADBAND_RELIEF = 0.1
 DEFAULT_GALLERY_SUBJECTS = 300
 DEFAULT_PREVIEWS = 8
 DEFAULT_MODEL_FIT_EVERY = 20  # the model fit takes seconds per image: test mode runs it on a sample
@@ -487,6 +493,13 @@ def parse_args(argv=None):
                              'mostly the network\'s ripple on faces it should leave alone '
                              f'(default: {DEFAULT_DEADBAND_MM:g}, chosen on the valid split and the held-out '
                              'family; 0 = off)')
+    parser.add_argument('--deadband-relief', type=non_negative_float,
+                        help='test, infer, export (remove): on faces the network barely changes (its change '
+                             f'inside the face below {TASKS["remove"].NEAR_NEUTRAL_MM:g} mm RMS), widen the deadband by '
+                             'up to this share of the input\'s local relief (its 3 x 3 range), so that the network '
+                             'does not redraw steep edges the input already has: the jaw above the neck, nostrils, '
+                             f'lips (default: {DEFAULT_DEADBAND_RELIEF:g}, chosen on the valid split and the '
+                             'held-out family; 0 = off)')
     parser.add_argument('--background', choices=['mask', 'input'], default=None,
                         help='test, infer, export (remove): how the background of an output is decided, in the '
                              'images infer writes, the grids, recognition and test mode\'s whole-image scores '
@@ -565,6 +578,7 @@ class Options:
     flip: bool
     mirror_average: bool      # test, infer, export
     deadband_mm: float        # test, infer, export (remove): the displacement's soft threshold (0 = off)
+    deadband_relief: float    # test, infer, export (remove): its share of the local relief when near neutral
     background: str           # test, infer, export (remove): 'mask' or 'input' (inference.background)
     mask_checkpoint: str      # with background 'mask': the mask network's checkpoint
     threshold_mm: float       # background 'input' and training's grids
@@ -611,8 +625,10 @@ def resolve_options(args, error):
     # where the removal network's output is used (test, infer, export): the deadband changes it there, and the
     # background of what is written is decided there (training's grids decide it by the input)
     removal_output = name == 'remove' and args.mode in ('test', 'infer', 'export')
-    if args.deadband_mm is not None and not removal_output:
-        error(f"--deadband-mm fits --task remove in test, infer and export (here --task {name}, --mode {args.mode})")
+    for option in ('deadband_mm', 'deadband_relief'):
+        if getattr(args, option) is not None and not removal_output:
+            error(f"--{option.replace('_', '-')} fits --task remove in test, infer and export (here --task {name}, "
+                  f"--mode {args.mode})")
     if args.background is not None and not removal_output:
         error(f"--background fits --task remove in test, infer and export (here --task {name}, --mode {args.mode})")
     background = (args.background or 'mask') if removal_output else 'input'
@@ -663,6 +679,8 @@ def resolve_options(args, error):
         mirror_average=depth if args.mirror_average is None else args.mirror_average,
         deadband_mm=(args.deadband_mm if args.deadband_mm is not None
                      else DEFAULT_DEADBAND_MM if removal_output else 0.0),
+        deadband_relief=(args.deadband_relief if args.deadband_relief is not None
+                         else DEFAULT_DEADBAND_RELIEF if removal_output else 0.0),
         background=background,
         mask_checkpoint=(args.mask_checkpoint or os.path.join(SHIPPED_DIR, 'mask')
                          if background == 'mask' else None),

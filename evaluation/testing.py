@@ -42,7 +42,7 @@ def test_checkpoint(options, restore, restore_background):
                       'its error')
         write_strict_json(os.path.join(options.results_dir, 'test_metrics.json'),
                           dict(metrics, mirror_average=network.mirror_average,
-                               deadband_mm=network.deadband_mm))
+                               deadband_mm=network.deadband_mm, deadband_relief=network.deadband_relief))
     print()
     task.print_metrics(metrics)
     print()

@@ -278,7 +278,9 @@ def write_export(session, network, checkpoint, graph_def, directory, background,
     unread = [(what, option) for given, what, option in (
         (bfloat16, 'Cast operations (--bfloat16)', '--no-bfloat16'),
         (network.mirror_average, 'ReverseV2 operations (--mirror-average)', '--no-mirror-average'),
-        (network.deadband_mm, 'Sign and Select operations (--deadband-mm)', '--deadband-mm 0')) if given]
+        (network.deadband_mm, 'Sign and Select operations (--deadband-mm)', '--deadband-mm 0'),
+        (network.deadband_relief, 'MaxPool and Select operations (--deadband-relief)', '--deadband-relief 0'))
+        if given]
     if opencv_problem and unread:
         opencv_problem = (f"the graph has {' and '.join(what for what, _ in unread)}, which OpenCV does not read; "
                           f"export with {' '.join(option for _, option in unread)} for OpenCV, the checkpoint "
@@ -314,6 +316,7 @@ def write_export(session, network, checkpoint, graph_def, directory, background,
         'bfloat16': bfloat16,
         'mirror_average': network.mirror_average,
         'deadband_mm': network.deadband_mm,
+        'deadband_relief': network.deadband_relief,
         'max_abs_difference_to_checkpoint': differences,
     }
     write_strict_json(info_path, info)

@@ -15,8 +15,9 @@ import numpy as np
 from depth.convention import FULL_SCALE_MM, mm_to_network, network_to_mm
 from depth.dataset import DataError, Dataset
 from evaluation.baselines import LinearBaseline, baseline_outputs, mean_face, model_fit_outputs, model_fit_sample
-from evaluation.metrics import (MS_SSIM_FILTER_SIZE, iou_per_class, mean_abs_error_map, mean_iou, parse_name,
-                                per_image_face_rmse, per_image_metrics, pixel_accuracy, summarise)
+from evaluation.metrics import (INSIDE_DISTANCE_PX, MS_SSIM_FILTER_SIZE, iou_per_class, mean_abs_error_map,
+                                mean_iou, parse_name, per_image_face_rmse, per_image_metrics, pixel_accuracy,
+                                summarise)
 from evaluation.recognition import recognition
 from evaluation.report import print_table, write_report
 from faces import generated
@@ -43,6 +44,16 @@ class DataSource:
 def neutral_indices(names):
     """Where the neutral pairs (code NE: the input is the target) are among these file names."""
     return [index for index, name in enumerate(names) if parse_name(name)[1] == 'NE']
+
+
+def soft_threshold(tf, values, threshold):
+    """Each value moved towards 0 by threshold, and 0 within it."""
+    return tf.sign(values) * tf.nn.relu(tf.abs(values) - threshold)
+
+
+def local_relief(tf, images):
+    """Each pixel's 3 x 3 range (maximum - minimum, background included) of N x H x W x 1 images."""
+    return tf.nn.max_pool2d(images, 3, 1, 'SAME') + tf.nn.max_pool2d(-images, 3, 1, 'SAME')
 
 
 def masked_mean(tf, values, weight):
@@ -160,17 +171,44 @@ class RemovalTask:
         return tf.math.divide_no_nan(tf.reduce_sum(tf.square(above)),
                                      tf.reduce_sum(tf.cast(targets > 0, tf.float32)))
 
-    @staticmethod
-    def with_deadband(tf, output, inputs, deadband_mm):
-        """The output with the network's displacement of the input's surface shrunk by deadband_mm towards none
-        (soft thresholding; both in the network's scale): a change smaller than that is not made. Most of it is
-        the network's ripple on faces it should leave alone (neutral inputs, the still parts of a face);
-        measured on the valid split and the held-out family (results/experiments.md). Where the input or the
-        output has no surface, the output is kept as it is: the background rule decides there."""
-        deadband = deadband_mm / FULL_SCALE_MM
+    # --deadband-relief: on faces the network barely changes, the deadband widens with the input's local relief.
+    # An image's change is the RMS of its deadbanded displacement over the input's inner face; the relief's share
+    # falls linearly from full at no change to none at NEAR_NEUTRAL_MM (chosen on the valid split and the held-out
+    # family, results/experiments.md).
+    NEAR_NEUTRAL_MM = 2.0
+
+    @classmethod
+    def with_deadband(cls, tf, output, inputs, deadband_mm, relief_share=0.0):
+        """The output with the network's displacement of the input's surface shrunk towards none (soft
+        thresholding; both in the network's scale) by deadband_mm: a change smaller than that is not made. Most of
+        it is the network's ripple on faces it should leave alone (neutral inputs, the still parts of a face).
+        With relief_share, the threshold grows by that share of the input's local relief (its 3 x 3 range) times
+        the image's near_neutral_weight: where a face hardly changes, the network's error is its redrawing of
+        steep edges (the jaw above the neck, nostrils, lips) by a few mm, which the input already has exactly.
+        Both measured on the valid split and the held-out family (results/experiments.md). Where the input or
+        the output has no surface, the output is kept as it is: the background rule decides there."""
+        surface = (inputs > 0) & (output > 0)
         displacement = output - inputs
-        shrunk = tf.sign(displacement) * tf.nn.relu(tf.abs(displacement) - deadband)
-        return tf.where((inputs > 0) & (output > 0), inputs + shrunk, output)
+        threshold = deadband_mm / FULL_SCALE_MM
+        if relief_share:
+            change = soft_threshold(tf, displacement, threshold) * tf.cast(surface, tf.float32)
+            threshold += (relief_share * cls.near_neutral_weight(tf, change, surface, inputs)
+                          * local_relief(tf, inputs))
+        return tf.where(surface, inputs + soft_threshold(tf, displacement, threshold), output)
+
+    @classmethod
+    def near_neutral_weight(cls, tf, change, surface, inputs):
+        """Per image (N x 1 x 1 x 1), 1 - (RMS of `change` in mm over the input's inner face) / NEAR_NEUTRAL_MM,
+        clipped to [0, 1]; 0 for an image without inner face. The inner face: surface pixels with no background
+        of the input within INSIDE_DISTANCE_PX - 1 pixels along rows and columns (the image's border does not
+        count): a change of the outline band says less about the expression than one inside the face."""
+        reach = 2 * INSIDE_DISTANCE_PX - 1
+        near_background = tf.nn.max_pool2d(tf.cast(inputs <= 0, tf.float32), reach, 1, 'SAME')
+        inner = tf.cast(surface, tf.float32) * (1 - near_background)
+        count = tf.reduce_sum(inner, [1, 2, 3], keepdims=True)
+        rms_mm = tf.sqrt(tf.math.divide_no_nan(tf.reduce_sum(tf.square(change) * inner, [1, 2, 3], keepdims=True),
+                                               count)) * FULL_SCALE_MM
+        return tf.where(count > 0, tf.clip_by_value(1 - rms_mm / cls.NEAR_NEUTRAL_MM, 0, 1), tf.zeros_like(count))
 
     @staticmethod
     def format_training_score(score):
