@@ -189,6 +189,9 @@ def try_opencv_export(graph_def, path, batch, expected):
     Not being readable by OpenCV is not an error of the export (a bfloat16 network's casts, for instance, are
     not supported): the file is then removed and the reason goes into model.json.
     """
+    if not hasattr(cv2.dnn, 'readNetFromTensorflow'):
+        return None, (f'OpenCV {cv2.__version__} has no cv2.dnn.readNetFromTensorflow (OpenCV 5 removed it): '
+                      'the OpenCV graph needs OpenCV 4 (requirements.txt)')
     try:
         with atomic_write(path) as file:
             file.write(opencv_graph(graph_def).SerializeToString())

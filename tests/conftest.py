@@ -32,12 +32,34 @@ def synthetic_pair(rng, name_index):
     return np.where(target > 0, target + bump, 0), target
 
 
-def deadband_in_numpy(outputs, inputs, deadband):
-    """What RemovalTask.with_deadband should compute, recomputed in numpy (network scale): the change of the
-    input's surface soft-thresholded by `deadband`, the rest as it is."""
+def deadband_in_numpy(outputs, inputs, deadband, relief_share=0.0, near_neutral_mm=2.0, inside_px=5):
+    """What RemovalTask.with_deadband should compute, recomputed in numpy (network scale, N x H x W x 1 or, without
+    relief_share, any shape): the change of the input's surface soft-thresholded by `deadband` plus relief_share x
+    the input's 3 x 3 range x the image's weight (1 - RMS of the deadbanded change over the inner face, in mm, /
+    near_neutral_mm, within [0, 1]), the rest as it is."""
+    surface = (inputs > 0) & (outputs > 0)
     change = outputs - inputs
-    shrunk = np.sign(change) * np.maximum(np.abs(change) - deadband, 0)
-    return np.where((inputs > 0) & (outputs > 0), inputs + shrunk, outputs)
+    threshold = deadband
+    if relief_share:
+        kept = np.where(surface, np.sign(change) * np.maximum(np.abs(change) - deadband, 0), 0)
+        near_background = window_extreme(inputs <= 0, 2 * inside_px - 1, np.max)
+        inner = surface & ~near_background
+        count = inner.sum(axis=(1, 2, 3), keepdims=True)
+        rms_mm = np.sqrt((kept ** 2 * inner).sum(axis=(1, 2, 3), keepdims=True) / np.maximum(count, 1)) * 127.5
+        weight = np.where(count > 0, np.clip(1 - rms_mm / near_neutral_mm, 0, 1), 0)
+        relief = window_extreme(inputs, 3, np.max) - window_extreme(inputs, 3, np.min)
+        threshold = deadband + relief_share * weight * relief
+    shrunk = np.sign(change) * np.maximum(np.abs(change) - threshold, 0)
+    return np.where(surface, inputs + shrunk, outputs)
+
+
+def window_extreme(images, size, extreme):
+    """Each pixel's maximum or minimum over the size x size window around it (N x H x W x 1; the window is cut at
+    the image's border)."""
+    half = size // 2
+    padded = np.pad(images, ((0, 0), (half, half), (half, half), (0, 0)), mode='edge')
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size), axis=(1, 2))
+    return extreme(windows, axis=(-2, -1))
 
 
 # The splits hold other subjects (training refuses a subject in two splits): numbered apart, the test split's

@@ -24,6 +24,7 @@ from support.paths import resolve_recorded_path
 
 THRESHOLD_MM = 10.0  # the command line's default --threshold-mm
 DEADBAND_MM = 0.2    # the command line's default --deadband-mm
+DEADBAND_RELIEF = 0.1  # and its default --deadband-relief
 
 
 @pytest.fixture(scope='module')
@@ -41,12 +42,14 @@ def checkpoint(tiny_data, tmp_path_factory):
     return prefix, architecture
 
 
-def checkpoint_outputs(checkpoint, batch, mirror_average=True, deadband_mm=DEADBAND_MM):
+def checkpoint_outputs(checkpoint, batch, mirror_average=True, deadband_mm=DEADBAND_MM,
+                       deadband_relief=DEADBAND_RELIEF):
     """The network's output for a batch (network scale), computed in this process from the checkpoint; with
     mirror_average (the default of infer and export), averaged here with the mirrored output of the mirrored
-    batch; then the displacement of the input's surface shrunk by deadband_mm, recomputed here in numpy."""
+    batch; then the displacement of the input's surface shrunk by deadband_mm and deadband_relief, recomputed
+    here in numpy."""
     output = restored_outputs(*checkpoint, batch, mirror_average)
-    return deadband_in_numpy(output, batch, mm_to_network(deadband_mm))
+    return deadband_in_numpy(output, batch, mm_to_network(deadband_mm), deadband_relief)
 
 
 def faces_mm(count, seed=1):
@@ -315,7 +318,7 @@ def exported(checkpoint, tmp_path_factory):
         json.dump({'checkpoint': checkpoint[0], 'data': str(root / 'data'), 'rmse_mm': 4.25}, file)
     done = run_program('--mode', 'export', '--checkpoint', checkpoint[0], '--results-dir', results,
                        '--data', root / 'data', '--output', root / 'model', '--no-mirror-average',
-                       '--deadband-mm', 0, '--background', 'input')
+                       '--deadband-mm', 0, '--deadband-relief', 0, '--background', 'input')
     assert done.returncode == 0, done.stderr
     return root / 'model', done
 
@@ -337,9 +340,16 @@ def test_export_writes_the_files_and_model_json(checkpoint, exported):
     assert info['test_rmse_mm'] == 4.25
     assert info['saved_model']['signature'] == 'serving_default'
     assert info['opencv_graph']['file'] == 'frozen_graph_opencv.pb' and info['mirror_average'] is False
-    assert info['deadband_mm'] == 0
+    assert info['deadband_mm'] == 0 and info['deadband_relief'] == 0
     assert info['background']['rule'] == 'input' and info['background']['threshold_mm'] == THRESHOLD_MM
     assert all(value < 1e-4 for value in info['max_abs_difference_to_checkpoint'].values())
+
+
+def test_export_without_opencvs_tensorflow_reader_says_which_opencv_it_needs(monkeypatch, tmp_path):
+    monkeypatch.delattr(cv2.dnn, 'readNetFromTensorflow')
+    difference, reason = export.try_opencv_export(tf.compat.v1.GraphDef(), str(tmp_path / 'graph.pb'), None, None)
+    assert difference is None and 'readNetFromTensorflow' in reason and 'OpenCV 4' in reason
+    assert not os.path.exists(tmp_path / 'graph.pb')
 
 
 def test_frozen_graph_is_plain_inference_graph(exported):
@@ -360,7 +370,7 @@ def test_exported_forms_reproduce_the_checkpoint_without_the_projects_code(check
                           cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     outputs = np.load(tmp_path / 'outputs.npz')
-    expected = checkpoint_outputs(checkpoint, batch, mirror_average=False, deadband_mm=0)
+    expected = checkpoint_outputs(checkpoint, batch, mirror_average=False, deadband_mm=0, deadband_relief=0)
     for form in ('frozen', 'saved', 'opencv'):
         assert outputs[form].shape == expected.shape
         assert np.abs(outputs[form] - expected).max() < 1e-4, form
@@ -373,9 +383,9 @@ def test_export_averages_with_the_mirror_and_applies_the_deadband_by_default_and
     assert done.returncode == 0, done.stderr
     info = json.loads((tmp_path / 'model' / 'model.json').read_text())
     assert info['mirror_average'] is True and info['opencv_graph']['file'] is None
-    assert info['deadband_mm'] == DEADBAND_MM
-    assert '--no-mirror-average --deadband-mm 0' in info['opencv_graph']['note']
-    assert '--no-mirror-average --deadband-mm 0' in done.stdout
+    assert (info['deadband_mm'], info['deadband_relief']) == (DEADBAND_MM, DEADBAND_RELIEF)
+    assert '--no-mirror-average --deadband-mm 0 --deadband-relief 0' in info['opencv_graph']['note']
+    assert '--no-mirror-average --deadband-mm 0 --deadband-relief 0' in done.stdout
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString((tmp_path / 'model' / 'frozen_graph.pb').read_bytes())
     batch = mm_to_network(np.stack(faces_mm(3, seed=7)))[..., None]

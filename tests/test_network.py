@@ -9,12 +9,13 @@ from depth.convention import mm_to_network, network_to_mm
 TINY = dict(ARCHITECTURE_DEFAULTS, channels=8, kernel_size=3)
 
 
-def build(architecture, training=None, for_export=False, mirror_average=False, deadband_mm=0.0):
+def build(architecture, training=None, for_export=False, mirror_average=False, deadband_mm=0.0,
+          deadband_relief=0.0):
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.set_random_seed(0)
         network = Network(architecture, training=training, for_export=for_export, mirror_average=mirror_average,
-                          deadband_mm=deadband_mm)
+                          deadband_mm=deadband_mm, deadband_relief=deadband_relief)
     return graph, network
 
 
@@ -72,7 +73,45 @@ def test_deadband_shrinks_each_change_of_the_inputs_surface_and_keeps_the_rest()
     np.testing.assert_allclose(network_to_mm(shrunk), [80.3, 80.0, 80.0, 78.2, 5.0, 0.0], atol=1e-4)
 
 
-def test_network_applies_the_deadband_to_its_output(tmp_path):
+def face_with_a_cliff_and_its_blurred_outputs():
+    """An input face (mm, 1 x H x W x 1) that drops by 40 mm below row 90 (a jaw above the neck), and two outputs:
+    the first blurs that drop by 3 mm on the rows beside it and moves the rest by 0.1 mm (a near-neutral face);
+    the second does the same and also raises a wide region by 6 mm (an expression it removes)."""
+    rows, cols = np.mgrid[:128, :128]
+    face = (rows > 10) & (rows < 118) & (cols > 14) & (cols < 114)
+    height = np.where(face, np.where(rows < 90, 90.0, 50.0) - 0.05 * np.abs(cols - 64), 0)
+    blurred = height + np.where(face, 0.1, 0) + np.where(face & (rows == 89), -3.0, 0) \
+        + np.where(face & (rows == 90), 3.0, 0)
+    expression = blurred + np.where(face & (rows > 30) & (rows < 80), 6.0, 0)
+    as_batch = lambda image: mm_to_network(image.astype(np.float32))[None, ..., None]
+    return as_batch(height), as_batch(blurred), as_batch(expression)
+
+
+def test_relief_deadband_keeps_the_inputs_cliff_on_a_near_neutral_face_only():
+    inputs, near_neutral, expression = face_with_a_cliff_and_its_blurred_outputs()
+    inputs, outputs = np.concatenate([inputs, inputs]), np.concatenate([near_neutral, expression])
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        kept = session.run(TASKS['remove'].with_deadband(tf, tf.constant(outputs), tf.constant(inputs), 0.2, 0.1))
+    np.testing.assert_allclose(kept, deadband_in_numpy(outputs, inputs, 0.2 / 127.5, 0.1), atol=1e-6)
+    change_mm = network_to_mm(kept - inputs)[..., 0]
+    # near neutral (its change 0.1 mm): the cliff's 3 mm blur is not drawn; elsewhere the 0.2 mm deadband alone
+    assert np.abs(change_mm[0, 89:91, 20:108]).max() < 1e-3 and np.abs(change_mm[0, 40:80, 40:90]).max() < 1e-3
+    # an expression (its change 6 mm inside the face): the relief adds nothing, 2.9 mm down -> 2.7, 6.1 up -> 5.9
+    np.testing.assert_allclose(change_mm[1, 89, 20:108], -2.7, atol=1e-3)
+    np.testing.assert_allclose(change_mm[1, 40:80, 40:90], 5.9, atol=1e-3)
+
+
+def test_relief_deadband_of_an_image_without_inner_face_is_the_plain_deadband():
+    inputs = np.zeros((1, 128, 128, 1), np.float32)
+    inputs[0, 60:66, 60:66] = mm_to_network(80.0)       # a face too small to have an inner face
+    outputs = inputs + mm_to_network(1.0)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        kept = session.run(TASKS['remove'].with_deadband(tf, tf.constant(outputs), tf.constant(inputs), 0.2, 0.1))
+    np.testing.assert_allclose(kept, deadband_in_numpy(outputs, inputs, 0.2 / 127.5), atol=1e-6)
+
+
+@pytest.mark.parametrize('deadband_relief', [0.0, 0.1])
+def test_network_applies_the_deadband_to_its_output(tmp_path, deadband_relief):
     batch = np.random.default_rng(2).random((2, 128, 128, 1), np.float32) * 0.8
     batch[:, :20] = 0   # some background
     graph, network = build(TINY)
@@ -82,13 +121,13 @@ def test_network_applies_the_deadband_to_its_output(tmp_path):
         session.run(gate.assign(0.01))  # changes of a fraction of a mm to a few mm
         plain = session.run(network.output, {network.inputs: batch})
         prefix = tf.compat.v1.train.Saver(network.model_variables).save(session, str(tmp_path / 'weights'))
-    graph, shrinking = build(TINY, deadband_mm=0.5)
+    graph, shrinking = build(TINY, deadband_mm=0.5, deadband_relief=deadband_relief)
     with graph.as_default(), tf.compat.v1.Session() as session:
         tf.compat.v1.train.Saver(shrinking.model_variables).restore(session, prefix)
         output = session.run(shrinking.output, {shrinking.inputs: batch})
     change_mm = network_to_mm(plain - batch)[batch > 0]
     assert (np.abs(change_mm) < 0.5).mean() > 0.05 and (np.abs(change_mm) > 0.5).mean() > 0.05
-    np.testing.assert_allclose(output, deadband_in_numpy(plain, batch, 0.5 / 127.5), atol=1e-6)
+    np.testing.assert_allclose(output, deadband_in_numpy(plain, batch, 0.5 / 127.5, deadband_relief), atol=1e-6)
 
 
 def test_decoder_reuses_the_encoders_kernels():

@@ -218,6 +218,9 @@ def test_task_defaults_and_options_that_do_not_fit(capsys):
     assert (remove.deadband_mm, segment.deadband_mm) == (convworking.DEFAULT_DEADBAND_MM, 0.0)
     assert convworking.parse_args(['--mode', 'train']).deadband_mm == 0.0  # validation scores the network alone
     assert convworking.parse_args(['--mode', 'test', '--deadband-mm', '0']).deadband_mm == 0.0
+    assert (remove.deadband_relief, segment.deadband_relief) == (convworking.DEFAULT_DEADBAND_RELIEF, 0.0)
+    assert convworking.parse_args(['--mode', 'train']).deadband_relief == 0.0
+    assert convworking.parse_args(['--mode', 'test', '--deadband-relief', '0.3']).deadband_relief == 0.3
     assert (remove.background_weight, segment.background_weight) == (convworking.DEFAULT_BACKGROUND_WEIGHT, 0.0)
     assert convworking.parse_args(['--mode', 'train', '--loss-region', 'image']).background_weight == 0.0
     assert convworking.parse_args(['--mode', 'train', '--background-weight', '0.05']).background_weight == 0.05
@@ -230,6 +233,8 @@ def test_task_defaults_and_options_that_do_not_fit(capsys):
                            (['--mirror-average'], '--mirror-average'),
                            (['--deadband-mm', '0.3'], '--deadband-mm'),
                            (['--deadband-mm', '-0.1'], '--deadband-mm'),
+                           (['--deadband-relief', '0.1'], '--deadband-relief'),
+                           (['--deadband-relief', '-1'], '--deadband-relief'),
                            (['--task', 'segment', '--background-weight', '0.1'], '--background-weight'),
                            (['--task', 'segment', '--neutral-repeats', '2'], '--neutral-repeats'),
                            (['--loss-region', 'image', '--background-weight', '0.1'], '--loss-region image')):
