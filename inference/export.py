@@ -190,8 +190,8 @@ def try_opencv_export(graph_def, path, batch, expected):
     not supported): the file is then removed and the reason goes into model.json.
     """
     if not hasattr(cv2.dnn, 'readNetFromTensorflow'):
-        return None, (f'OpenCV {cv2.__version__} has no cv2.dnn.readNetFromTensorflow (OpenCV 5 removed it): '
-                      'the OpenCV graph needs OpenCV 4 (requirements.txt)')
+        return None, (f'OpenCV {cv2.__version__} has no cv2.dnn.readNetFromTensorflow (OpenCV 5.1 removed it): '
+                      'the OpenCV graph needs an OpenCV before 5.1, as requirements.txt asks')
     try:
         with atomic_write(path) as file:
             file.write(opencv_graph(graph_def).SerializeToString())
