@@ -495,11 +495,11 @@ def parse_args(argv=None):
                              'family; 0 = off)')
     parser.add_argument('--deadband-relief', type=non_negative_float,
                         help='test, infer, export (remove): on faces the network barely changes (its change '
-                             f'inside the face below {TASKS["remove"].NEAR_NEUTRAL_MM:g} mm RMS), widen the deadband by '
-                             'up to this share of the input\'s local relief (its 3 x 3 range), so that the network '
-                             'does not redraw steep edges the input already has: the jaw above the neck, nostrils, '
-                             f'lips (default: {DEFAULT_DEADBAND_RELIEF:g}, chosen on the valid split and the '
-                             'held-out family; 0 = off)')
+                             f'inside the face below {TASKS["remove"].NEAR_NEUTRAL_MM:g} mm RMS), widen the deadband '
+                             'by up to this share of the input\'s local relief (its 3 x 3 range), so that the '
+                             'network does not redraw steep edges the input already has: the jaw above the neck, '
+                             f'nostrils, lips (default: {DEFAULT_DEADBAND_RELIEF:g}, chosen on the valid split and '
+                             'the held-out family; 0 = off)')
     parser.add_argument('--background', choices=['mask', 'input'], default=None,
                         help='test, infer, export (remove): how the background of an output is decided, in the '
                              'images infer writes, the grids, recognition and test mode\'s whole-image scores '
