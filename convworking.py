@@ -392,8 +392,8 @@ def parse_args(argv=None):
                         help='segment: the masks, face only (the original\'s default) or face and hair '
                              f'(default {lfw_parts.TARGET_FOLDERS[0]})')
     parser.add_argument('--max-epochs', type=positive_int,
-                        help=f"train for at most this many epochs (default: {DEFAULT_LENGTH['remove']['max_epochs']} "
-                             f"for remove, {DEFAULT_LENGTH['segment']['max_epochs']} for segment)")
+                        help="train for at most this many epochs (default: no limit for remove and mask, which run "
+                             f"by --max-steps; {DEFAULT_LENGTH['segment']['max_epochs']} for segment)")
     parser.add_argument('--max-steps', type=positive_int,
                         help=f"train for at most this many steps (default: {DEFAULT_LENGTH['remove']['max_steps']} "
                              f"for remove, {DEFAULT_LENGTH['mask']['max_steps']} for mask, "
