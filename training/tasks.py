@@ -191,7 +191,8 @@ class RemovalTask:
         displacement = output - inputs
         threshold = deadband_mm / FULL_SCALE_MM
         if relief_share:
-            change = soft_threshold(tf, displacement, threshold) * tf.cast(surface, tf.float32)
+            # the weight looks only at the inner face, where input and output have surface
+            change = soft_threshold(tf, displacement, threshold)
             threshold += (relief_share * cls.near_neutral_weight(tf, change, surface, inputs)
                           * local_relief(tf, inputs))
         return tf.where(surface, inputs + soft_threshold(tf, displacement, threshold), output)
