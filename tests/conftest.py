@@ -41,7 +41,7 @@ def deadband_in_numpy(outputs, inputs, deadband, relief_share=0.0, near_neutral_
     change = outputs - inputs
     threshold = deadband
     if relief_share:
-        kept = np.where(surface, np.sign(change) * np.maximum(np.abs(change) - deadband, 0), 0)
+        kept = np.where(surface, soft_threshold_in_numpy(change, deadband), 0)
         near_background = window_extreme(inputs <= 0, 2 * inside_px - 1, np.max)
         inner = surface & ~near_background
         count = inner.sum(axis=(1, 2, 3), keepdims=True)
@@ -49,8 +49,12 @@ def deadband_in_numpy(outputs, inputs, deadband, relief_share=0.0, near_neutral_
         weight = np.where(count > 0, np.clip(1 - rms_mm / near_neutral_mm, 0, 1), 0)
         relief = window_extreme(inputs, 3, np.max) - window_extreme(inputs, 3, np.min)
         threshold = deadband + relief_share * weight * relief
-    shrunk = np.sign(change) * np.maximum(np.abs(change) - threshold, 0)
-    return np.where(surface, inputs + shrunk, outputs)
+    return np.where(surface, inputs + soft_threshold_in_numpy(change, threshold), outputs)
+
+
+def soft_threshold_in_numpy(values, threshold):
+    """Each value moved towards 0 by `threshold`, and 0 where it is smaller."""
+    return np.sign(values) * np.maximum(np.abs(values) - threshold, 0)
 
 
 def window_extreme(images, size, extreme):
