@@ -359,6 +359,7 @@ DEFAULT_GENERATED_SUBJECTS = 640
 TRAINING_VARIATIONS = tuple(kind for kind in VARIATIONS if kind != 'warp')
 DEFAULT_GENERATED_VARIATIONS = TRAINING_VARIATIONS
 DEFAULT_PLAIN_SUBJECTS = 640
+DEFAULT_PLAIN_REPEATS = 0
 DEFAULT_FAMILY_SUBJECTS = 20
 DEFAULT_BACKGROUND_WEIGHT = 0.0
 # test, infer, export: the displacement's soft threshold, chosen on the valid split and the held-out family
@@ -422,6 +423,10 @@ def parse_args(argv=None):
                         help='remove, train: add each training subject\'s neutral pair (its neutral face as input '
                              'and target) this many times more; a neutral input should come out as itself, and '
                              'it is one pair of a subject\'s 31-37')
+    parser.add_argument('--plain-repeats', type=whole_number(0, 100), default=None,
+                        help='remove, train, with --generated-variations: add the face model\'s own faces (the '
+                             'committed training split and the --plain-subjects identities) this many times more, '
+                             f'so that they weigh more against the varied ones (default: {DEFAULT_PLAIN_REPEATS})')
     parser.add_argument('--gallery-subjects', type=whole_number(0), default=DEFAULT_GALLERY_SUBJECTS,
                         help='remove, test: also measure recognition on a gallery of this many generated '
                              f'identities no training sees (seed {generated.GALLERY_SEED}), cached in '
@@ -552,6 +557,7 @@ class Options:
     plain_subjects: int           # the first generated identities again, unvaried (0 = none)
     family_subjects: int          # the held-out validation family's subjects (0 = none)
     neutral_repeats: int          # each training subject's neutral pair this many times more (0 = once)
+    plain_repeats: int            # the face model's own training faces this many times more (0 = once)
     gallery_subjects: int
     model_fit_every: int          # test: the model-fit baseline on every Nth test image (0 = none)
     generated_dir: str
@@ -594,7 +600,7 @@ class Options:
     def data_source(self):
         return DataSource(self.data, self.targets, self.generated_dir, self.generated_subjects,
                           self.gallery_subjects, self.generated_variations, self.plain_subjects,
-                          self.family_subjects, self.neutral_repeats)
+                          self.family_subjects, self.neutral_repeats, self.plain_repeats)
 
 
 def resolve_options(args, error):
@@ -615,7 +621,8 @@ def resolve_options(args, error):
             error("--residual does not fit --task segment (its output is a probability, not a correction)")
         if args.generated_subjects:
             error("--generated-subjects does not fit --task segment (its data are photographs)")
-        for option in ('generated_variations', 'plain_subjects', 'family_subjects', 'neutral_repeats'):
+        for option in ('generated_variations', 'plain_subjects', 'family_subjects', 'neutral_repeats',
+                       'plain_repeats'):
             if getattr(args, option):
                 error(f"--{option.replace('_', '-')} does not fit --task segment (its data are photographs)")
     elif args.targets is not None:
@@ -654,6 +661,11 @@ def resolve_options(args, error):
         generated_subjects = DEFAULT_GENERATED_SUBJECTS if depth else 0
     variations = DEFAULT_GENERATED_VARIATIONS if args.generated_variations is None else args.generated_variations
     plain_subjects = DEFAULT_PLAIN_SUBJECTS if args.plain_subjects is None else args.plain_subjects
+    varied = depth and bool(variations) and generated_subjects > 0
+    if args.plain_repeats and not varied:
+        error("--plain-repeats weighs the face model's own faces against varied ones, but here every training face "
+              "is the face model's own (--generated-variations or --generated-subjects gave none varied)")
+    plain_repeats = DEFAULT_PLAIN_REPEATS if args.plain_repeats is None else args.plain_repeats
     family_subjects = args.family_subjects
     if family_subjects is None:
         family_subjects = DEFAULT_FAMILY_SUBJECTS if depth and args.mode == 'train' else 0
@@ -670,6 +682,7 @@ def resolve_options(args, error):
         generated_subjects=generated_subjects, data=args.data or DEFAULT_DATA[name],
         generated_variations=tuple(kind for kind in VARIATIONS if depth and kind in variations),
         plain_subjects=min(plain_subjects, generated_subjects) if depth and variations else 0,
+        plain_repeats=plain_repeats if varied else 0,
         family_subjects=family_subjects,
         checkpoint_dir=checkpoint_dir, results_dir=results_dir, loss=args.loss or task.default_loss,
         loss_region=loss_region, bfloat16=bfloat16,

@@ -129,8 +129,8 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
 
 def training_options(options):
     keys = ('data', 'targets', 'generated_subjects', 'generated_variations', 'plain_subjects', 'family_subjects',
-            'neutral_repeats', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed', 'loss', 'loss_region',
-            'background_weight', 'flip', 'bfloat16')
+            'neutral_repeats', 'plain_repeats', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed', 'loss',
+            'loss_region', 'background_weight', 'flip', 'bfloat16')
     recorded = {key: getattr(options, key) for key in keys}
     recorded['data'] = recorded_path(options.data)
     return recorded

@@ -39,6 +39,7 @@ class DataSource:
     plain_subjects: int = 0         # remove: the first generated identities again, as the face model made them
     family_subjects: int = 0        # remove: subjects of the held-out validation family (0 = none)
     neutral_repeats: int = 0        # remove: each training subject's neutral pair this many times more
+    plain_repeats: int = 0          # remove: the face model's own faces (committed and plain) this many times more
 
 
 def neutral_indices(names):
@@ -104,16 +105,20 @@ class RemovalTask:
         """The committed training split, joined by the generated identities (made if not cached): varied as
         data.generated_variations says, and the first data.plain_subjects of them again as the face model made
         them (the committed valid and test splits are such faces); with data.neutral_repeats, each neutral pair
-        that many times more: a neutral input should come out as itself, and it is one pair of a subject's 31-37."""
-        parts = [committed]
+        that many times more: a neutral input should come out as itself, and it is one pair of a subject's 31-37;
+        with data.plain_repeats, the face model's own faces (the committed split and the plain identities) that
+        many times more, so that they weigh more against the varied ones."""
+        parts, unvaried = [committed], [committed]
         if data.generated_subjects:
             parts.append(Dataset.load(generated.ensure_training_identities(
                 data.generated_dir, data.generated_subjects, data.generated_variations), 'train'))
         if data.plain_subjects and data.generated_variations:
-            parts.append(Dataset.load(generated.ensure_training_identities(data.generated_dir, data.plain_subjects),
-                                      'train'))
+            unvaried.append(Dataset.load(generated.ensure_training_identities(data.generated_dir,
+                                                                              data.plain_subjects), 'train'))
+            parts.append(unvaried[-1])
         if data.neutral_repeats:
             parts += [part.subset(neutral_indices(part.names) * data.neutral_repeats) for part in list(parts)]
+        parts += unvaried * data.plain_repeats
         return parts[0] if len(parts) == 1 else Dataset.joined(parts)
 
     def load_for_testing(self, data):
