@@ -101,6 +101,23 @@ def test_neutral_repeats_add_each_neutral_pair_that_many_times_more(tiny_data):
     np.testing.assert_array_equal(added.inputs, added.targets)   # a neutral input is its own target
 
 
+def test_plain_repeats_add_the_face_models_own_faces_that_many_times_more(tiny_data, two_generated):
+    root, _ = two_generated
+    committed = Dataset.load(tiny_data, 'train')
+    source = dict(generated_dir=str(root), generated_subjects=2, generated_variations=('outline',), plain_subjects=1)
+    once = TASKS['remove'].with_generated(committed, DataSource(tiny_data, **source))
+    twice_more = TASKS['remove'].with_generated(committed, DataSource(tiny_data, **source, plain_repeats=2))
+    plain = Dataset.load(generated.ensure_training_identities(str(root), 1), 'train')
+    unvaried = Dataset.joined([committed, plain])
+    assert twice_more.names == once.names + unvaried.names * 2
+    added = twice_more.subset(range(len(once), len(twice_more)))
+    np.testing.assert_array_equal(added.inputs, np.concatenate([unvaried.inputs] * 2))
+    np.testing.assert_array_equal(added.targets, np.concatenate([unvaried.targets] * 2))
+    # the varied identities are not among the repeated ones: their faces differ from the plain ones'
+    varied = once.subset(range(len(committed), len(once) - len(plain)))
+    assert not np.array_equal(varied.targets[:len(plain)], plain.targets)
+
+
 def test_a_tiny_training_with_generated_subjects_runs_end_to_end(tiny_data, two_generated, tmp_path):
     root, _ = two_generated
     checkpoints, results = tmp_path / 'checkpoints', tmp_path / 'results'

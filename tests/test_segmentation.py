@@ -224,6 +224,8 @@ def test_task_defaults_and_options_that_do_not_fit(capsys):
     assert (remove.background_weight, segment.background_weight) == (convworking.DEFAULT_BACKGROUND_WEIGHT, 0.0)
     assert convworking.parse_args(['--mode', 'train', '--loss-region', 'image']).background_weight == 0.0
     assert convworking.parse_args(['--mode', 'train', '--background-weight', '0.05']).background_weight == 0.05
+    assert (remove.plain_repeats, segment.plain_repeats) == (0, 0)
+    assert convworking.parse_args(['--mode', 'train', '--plain-repeats', '2']).plain_repeats == 2
     assert convworking.parse_args(['--mode', 'test', '--no-mirror-average']).mirror_average is False
     assert convworking.parse_args(['--mode', 'train', '--task', 'segment', '--loss', 'bce']).loss == 'bce'
     for argv, fragment in ((['--task', 'segment', '--residual'], '--residual'),
@@ -237,6 +239,10 @@ def test_task_defaults_and_options_that_do_not_fit(capsys):
                            (['--deadband-relief', '-1'], '--deadband-relief'),
                            (['--task', 'segment', '--background-weight', '0.1'], '--background-weight'),
                            (['--task', 'segment', '--neutral-repeats', '2'], '--neutral-repeats'),
+                           (['--task', 'segment', '--plain-repeats', '1'], '--plain-repeats'),
+                           (['--generated-variations', '--plain-repeats', '1'], '--plain-repeats'),
+                           (['--generated-subjects', '0', '--plain-repeats', '1'], '--plain-repeats'),
+                           (['--plain-repeats', '-1'], '--plain-repeats'),
                            (['--loss-region', 'image', '--background-weight', '0.1'], '--loss-region image')):
         with pytest.raises(SystemExit) as stopped:
             convworking.parse_args(['--mode', 'train'] + argv)
