@@ -336,7 +336,7 @@ EXAMPLES = (
      f'python {PROGRAM} --mode train --max-steps 200 --generated-subjects 0 --family-subjects 0 '
      '--checkpoint-dir runs/smoke --results-dir runs/smoke/results'),
     ('the full run: 640 generated identities, varied and plain (rendered once, ~30 min) + 40,000 steps:\n'
-     '101 min on the project\'s 2-core CPU (the shipped model); in float32 (no AVX-512 BF16 / AMX) 2.7x as long',
+     '94 min on the project\'s 2-core CPU (the shipped model); in float32 (no AVX-512 BF16 / AMX) 2.7x as long',
      f'python {PROGRAM} --mode train --checkpoint-dir runs/full --results-dir runs/full/results'),
     (None, f'python {PROGRAM} --mode test --checkpoint runs/full --results-dir runs/full/results'),
     ('the full run in TensorBoard, then open http://localhost:6006 (loss, RMSE, grids); the smoke run\'s:\n'
@@ -359,7 +359,7 @@ DEFAULT_GENERATED_SUBJECTS = 640
 TRAINING_VARIATIONS = tuple(kind for kind in VARIATIONS if kind != 'warp')
 DEFAULT_GENERATED_VARIATIONS = TRAINING_VARIATIONS
 DEFAULT_PLAIN_SUBJECTS = 640
-DEFAULT_PLAIN_REPEATS = 0
+DEFAULT_PLAIN_REPEATS = 1
 DEFAULT_FAMILY_SUBJECTS = 20
 DEFAULT_BACKGROUND_WEIGHT = 0.0
 # test, infer, export: the displacement's soft threshold, chosen on the valid split and the held-out family
@@ -426,7 +426,8 @@ def parse_args(argv=None):
     parser.add_argument('--plain-repeats', type=whole_number(0, 100), default=None,
                         help='remove, train, with --generated-variations: add the face model\'s own faces (the '
                              'committed training split and the --plain-subjects identities) this many times more, '
-                             f'so that they weigh more against the varied ones (default: {DEFAULT_PLAIN_REPEATS})')
+                             f'so that they weigh more against the varied ones (default: {DEFAULT_PLAIN_REPEATS} for '
+                             'remove, 0 for mask)')
     parser.add_argument('--gallery-subjects', type=whole_number(0), default=DEFAULT_GALLERY_SUBJECTS,
                         help='remove, test: also measure recognition on a gallery of this many generated '
                              f'identities no training sees (seed {generated.GALLERY_SEED}), cached in '
@@ -665,7 +666,9 @@ def resolve_options(args, error):
     if args.plain_repeats and not varied:
         error("--plain-repeats weighs the face model's own faces against varied ones, but here every training face "
               "is the face model's own (--generated-variations or --generated-subjects gave none varied)")
-    plain_repeats = DEFAULT_PLAIN_REPEATS if args.plain_repeats is None else args.plain_repeats
+    plain_repeats = args.plain_repeats
+    if plain_repeats is None:  # the shipped mask network was trained without them, and its recipe stays
+        plain_repeats = DEFAULT_PLAIN_REPEATS if name == 'remove' else 0
     family_subjects = args.family_subjects
     if family_subjects is None:
         family_subjects = DEFAULT_FAMILY_SUBJECTS if depth and args.mode == 'train' else 0

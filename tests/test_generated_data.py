@@ -125,14 +125,17 @@ def test_a_tiny_training_with_generated_subjects_runs_end_to_end(tiny_data, two_
                            '--checkpoint-dir', checkpoints, '--results-dir', results, *TINY_NETWORK,
                            '--max-steps', 8, '--validate-every', 4, '--family-subjects', 2)
     assert finished.returncode == 0, finished.stderr
-    # the two generated identities varied, and the same two again as the face model made them (--plain-subjects)
-    training_pairs = len(Dataset.load(tiny_data, 'train')) + 2 * 2 * (25 + generated.TRAINING_MIXTURES)
+    # the two generated identities varied, and the same two again as the face model made them (--plain-subjects);
+    # the face model's own faces, committed and plain, once more (--plain-repeats)
+    committed, per_identity = len(Dataset.load(tiny_data, 'train')), 25 + generated.TRAINING_MIXTURES
+    repeats = convworking.DEFAULT_PLAIN_REPEATS
+    training_pairs = (1 + repeats) * committed + 2 * per_identity + (1 + repeats) * 2 * per_identity
     family_pairs = 2 * (25 + generated.FAMILY_MIXTURES)
     assert f'{training_pairs} training' in finished.stdout
     assert f'+ {family_pairs} of the held-out family' in finished.stdout
     options = json.loads((checkpoints / 'remove' / 'options.json').read_text())
-    counts = ('generated_subjects', 'plain_subjects', 'family_subjects')
-    assert [options['training'][key] for key in counts] == [2, 2, 2]
+    counts = ('generated_subjects', 'plain_subjects', 'family_subjects', 'plain_repeats')
+    assert [options['training'][key] for key in counts] == [2, 2, 2, repeats]
     assert options['training']['generated_variations'] == ['reshape', 'outline', 'whole_face_motion', 'mouth_depth',
                                                            'faceted', 'scanner_noise']
     history = json.loads((checkpoints / 'remove' / 'valid_history.json').read_text())['validations']

@@ -224,7 +224,8 @@ def test_task_defaults_and_options_that_do_not_fit(capsys):
     assert (remove.background_weight, segment.background_weight) == (convworking.DEFAULT_BACKGROUND_WEIGHT, 0.0)
     assert convworking.parse_args(['--mode', 'train', '--loss-region', 'image']).background_weight == 0.0
     assert convworking.parse_args(['--mode', 'train', '--background-weight', '0.05']).background_weight == 0.05
-    assert (remove.plain_repeats, segment.plain_repeats) == (0, 0)
+    assert (remove.plain_repeats, segment.plain_repeats) == (convworking.DEFAULT_PLAIN_REPEATS, 0)
+    assert convworking.parse_args(['--mode', 'train', '--task', 'mask']).plain_repeats == 0  # its shipped recipe
     assert convworking.parse_args(['--mode', 'train', '--plain-repeats', '2']).plain_repeats == 2
     assert convworking.parse_args(['--mode', 'test', '--no-mirror-average']).mirror_average is False
     assert convworking.parse_args(['--mode', 'train', '--task', 'segment', '--loss', 'bce']).loss == 'bce'
