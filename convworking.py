@@ -360,7 +360,7 @@ DEFAULT_GENERATED_SUBJECTS = 640
 TRAINING_VARIATIONS = tuple(kind for kind in VARIATIONS if kind != 'warp')
 DEFAULT_GENERATED_VARIATIONS = TRAINING_VARIATIONS
 DEFAULT_PLAIN_SUBJECTS = 640
-DEFAULT_PLAIN_REPEATS = 1
+DEFAULT_PLAIN_REPEATS = 2
 DEFAULT_FAMILY_SUBJECTS = 20
 DEFAULT_BACKGROUND_WEIGHT = 0.0
 # test, infer, export: the displacement's soft threshold, chosen on the valid split and the held-out family
