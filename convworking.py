@@ -336,8 +336,8 @@ EXAMPLES = (
      f'python {PROGRAM} --mode train --max-steps 200 --generated-subjects 0 --family-subjects 0 '
      '--checkpoint-dir runs/smoke --results-dir runs/smoke/results'),
     ('the full run: 640 generated identities, varied and plain (rendered once, ~30 min) + 40,000 steps:\n'
-     '94 min on the project\'s 2-core Intel Xeon with AMX (the shipped model; 114 img/s); on a 2-core AMD EPYC\n'
-     'with AVX-512 BF16 but no AMX 51 img/s, about 3.5 h; in float32 (no AVX-512 BF16 / AMX) 2.7x as long',
+     'about 3.5 h on a 2-core AMD EPYC with AVX-512 BF16 but no AMX (51 img/s; the shipped model), 94 min on a\n'
+     '2-core Intel Xeon with AMX (114 img/s); in float32 (no AVX-512 BF16 / AMX) 2.7x as long as on the Xeon',
      f'python {PROGRAM} --mode train --checkpoint-dir runs/full --results-dir runs/full/results'),
     (None, f'python {PROGRAM} --mode test --checkpoint runs/full --results-dir runs/full/results'),
     ('the full run in TensorBoard, then open http://localhost:6006 (loss, RMSE, grids); the smoke run\'s:\n'
