@@ -146,7 +146,9 @@ def per_image_metrics(output_mm, target_mm, surface_mm=None):
 
     rmse_mm, mae_mm, within_1mm, within_2mm (share of face pixels whose |error| <= 1 or 2 mm) are taken
     over the face pixels (target > 0) only (within_Nmm allows WITHIN_SLACK_MM of rounding); ms_ssim over the
-    whole image.  Every metric is NaN for an image whose target has no face pixel.
+    whole image: of surface_mm when given, since beside the face only the written image means anything (the
+    network's own output there is whatever it paints before the background is decided), else of output_mm.
+    Every metric is NaN for an image whose target has no face pixel.
 
     With surface_mm (the output as written, its background decided: 0 = no surface) also the scores that see
     the whole image (WHOLE_IMAGE_METRIC_NAMES): the RMSE inside the face (inside_face_mask) and on the rest of
@@ -165,7 +167,7 @@ def per_image_metrics(output_mm, target_mm, surface_mm=None):
         'mae_mm': _mean_over_face(np.abs(error), face),
         'within_1mm': _mean_over_face(np.abs(error) <= 1.0 + WITHIN_SLACK_MM, face),
         'within_2mm': _mean_over_face(np.abs(error) <= 2.0 + WITHIN_SLACK_MM, face),
-        'ms_ssim': ms_ssim(output_mm, target_mm),
+        'ms_ssim': ms_ssim(output_mm if surface_mm is None else surface_mm, target_mm),
     }
     no_face = ~face.any(axis=(1, 2))
     metrics['ms_ssim'][no_face] = np.nan  # consistent with the face metrics: such an image is not scored

@@ -130,7 +130,8 @@ def report_markdown(metrics):
              f"Data: {metrics.get('data', _MISSING)}  ",
              f"Test images: {metrics.get('n_images', _MISSING)}", "",
              "Errors are over the face pixels of the target (neutral) image; images without face pixels "
-             "are left out of the means. MS-SSIM is over the whole image.", "",
+             "are left out of the means. MS-SSIM is over the whole image as written (its background decided as "
+             "infer writes it).", "",
              "## Model and baselines", ""]
     lines += _markdown_table(*_overall_rows(metrics))
     lines += ["", "## The whole image", "",

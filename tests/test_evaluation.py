@@ -320,6 +320,9 @@ def test_whole_image_scores_on_arrays_whose_answer_is_known():
     written_error = (surface - target)[0][target[0] > 0]                # the 20 left-out pixels count in full
     assert metrics['written_rmse_mm'][0] == pytest.approx(np.sqrt(np.mean(written_error ** 2)))
     assert set(WHOLE_IMAGE_METRIC_NAMES) <= set(metrics)
+    # MS-SSIM scores the image as written: the false surface and the left-out row count, not the raw output
+    assert metrics['ms_ssim'][0] == pytest.approx(ms_ssim(surface, target)[0])
+    assert metrics['ms_ssim'][0] != pytest.approx(ms_ssim(output, target)[0], abs=1e-4)
 
 
 def test_whole_image_scores_are_summarised_per_expression():
