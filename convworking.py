@@ -318,9 +318,10 @@ def export(options):
 # ------------------------------------------------------------------------------------------ command line
 
 # The examples --help ends with, (comment, command): README's Quick start and Train blocks show the same lines,
-# and tests/test_help_examples.py holds them to it, so that the two cannot drift apart.
+# and tests/test_readme.py holds them to it, so that the two cannot drift apart.
 EXAMPLES = (
-    ('the shipped model on the test split: 3-10 min the first time (it renders a recognition gallery once)',
+    ('the shipped model on the test split: 3-10 min the first time (it renders a recognition gallery once);\n'
+     '19 min on a 2-core CPU without AVX-512 (an AMD EPYC of the first generation)',
      f'python {PROGRAM} --mode test --results-dir runs/test'),
     ('the neutral face of a surprised test subject',
      f'python {PROGRAM} --mode infer --input data128_128/inputs/test/0100_SU04.png --output runs/neutral'),
@@ -332,12 +333,13 @@ EXAMPLES = (
      f'python {PROGRAM} --mode export --no-mirror-average --deadband-mm 0 --deadband-relief 0 '
      '--output runs/exported'),
     ('a smoke run: 200 steps on the committed training split only (nothing rendered), 2-3 minutes on the\n'
-     'project\'s 2-core CPU (bfloat16)',
+     'project\'s 2-core CPU (bfloat16), 7.5 min on a 2-core CPU without AVX-512 (float32)',
      f'python {PROGRAM} --mode train --max-steps 200 --generated-subjects 0 --family-subjects 0 '
      '--checkpoint-dir runs/smoke --results-dir runs/smoke/results'),
     ('the full run: 640 generated identities, varied and plain (rendered once, ~30 min) + 40,000 steps:\n'
      'about 3.5 h on a 2-core AMD EPYC with AVX-512 BF16 but no AMX (51 img/s; the shipped model), 94 min on a\n'
-     '2-core Intel Xeon with AMX (114 img/s); in float32 (no AVX-512 BF16 / AMX) 2.7x as long as on the Xeon',
+     '2-core Intel Xeon with AMX (114 img/s); in float32 (no AVX-512 BF16 / AMX) 2.7x as long as on the Xeon,\n'
+     'about 21 h on a 2-core first-generation AMD EPYC (AVX2 only, 8.3 img/s; see Speed)',
      f'python {PROGRAM} --mode train --checkpoint-dir runs/full --results-dir runs/full/results'),
     (None, f'python {PROGRAM} --mode test --checkpoint runs/full --results-dir runs/full/results'),
     ('the full run in TensorBoard, then open http://localhost:6006 (loss, RMSE, grids); the smoke run\'s:\n'
