@@ -1,7 +1,7 @@
 """Speed benchmark: the training program against its own bare graph, Keras 3, PyTorch and the CPU's limit.
 
     python bench.py                      # default: under 10 minutes on 2 cores, float32 and bfloat16
-    python bench.py --quick              # under 2 minutes: fewer windows, the program's default precision only
+    python bench.py --quick              # under 2 minutes (4 without AVX-512): fewer windows, default precision only
     python bench.py --windows 9 --steps 10 --out bench.json     # longer: more and longer windows; JSON file
 
 Run it alone on the machine: every number is a rate, and anything else running takes it away (the last line
@@ -228,7 +228,8 @@ def parse_args(argv=None):
     parser.add_argument('--targets', default=os.path.join(REPOSITORY, 'bench_targets.json'),
                         help='the speed targets to print verdicts against (JSON)')
     parser.add_argument('--quick', action='store_true',
-                        help="under 2 minutes: fewer, shorter windows, and only the program's default precision")
+                        help="under 2 minutes (4 without AVX-512): fewer, shorter windows, and only the program's "
+                             "default precision")
     parser.add_argument('--tiny', action='store_true',
                         help='a tiny network and settings (for the tests; give --data a small data set)')
     parser.add_argument('--precision', nargs='+', choices=[*PRECISIONS, 'default'], default=None,
