@@ -339,7 +339,7 @@ EXAMPLES = (
     ('the full run: 640 generated identities, varied and plain (rendered once, ~30 min) + 40,000 steps:\n'
      'about 3.5 h on a 2-core AMD EPYC with AVX-512 BF16 but no AMX (51 img/s; the shipped model), 94 min on a\n'
      '2-core Intel Xeon with AMX (114 img/s); in float32 (no AVX-512 BF16 / AMX) 2.7x as long as on the Xeon,\n'
-     'about 21 h on a 2-core first-generation AMD EPYC (AVX2 only, 8.3 img/s; see Speed)',
+     'about 21 h on a 2-core first-generation AMD EPYC (AVX2 only, 8.3 img/s; see README, Speed)',
      f'python {PROGRAM} --mode train --checkpoint-dir runs/full --results-dir runs/full/results'),
     (None, f'python {PROGRAM} --mode test --checkpoint runs/full --results-dir runs/full/results'),
     ('the full run in TensorBoard, then open http://localhost:6006 (loss, RMSE, grids); the smoke run\'s:\n'
