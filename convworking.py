@@ -493,6 +493,15 @@ def parse_args(argv=None):
                              'and export compute in float32 unless this is given)')
     parser.add_argument('--flip', action=argparse.BooleanOptionalAction, default=True,
                         help='mirror a random half of each training batch left-right')
+    parser.add_argument('--random-offset-px', type=whole_number(0, IMAGE_SIZE // 4), default=0, metavar='N',
+                        help='train: move each training pair (input and target together) by whole pixels drawn from '
+                             '-N..N down and right, so that the network cannot rely on the nose tip sitting exactly '
+                             'where the convention puts it; 0 = never (see --offset-px)')
+    parser.add_argument('--offset-px', type=whole_number(-(IMAGE_SIZE // 4), IMAGE_SIZE // 4), nargs=2, default=None,
+                        metavar=('ROWS', 'COLS'),
+                        help='test: move every test pair (input and target together) ROWS pixels down and COLS '
+                             'right before testing (negative: up, left), to measure how much the model relies on '
+                             'the face sitting exactly where the convention puts it (default: 0 0)')
     parser.add_argument('--mirror-average', action=argparse.BooleanOptionalAction,
                         help='test, infer, export: average the output with the mirrored output of the mirrored '
                              'input (twice the computation; default: on for remove, off for segment)')
@@ -586,6 +595,8 @@ class Options:
     background_weight: float  # remove, loss over the face: the weight of the hinge on painted background
     bfloat16: bool
     flip: bool
+    random_offset_px: int     # train: each pair moved by up to this many pixels (0 = never)
+    offset_px: tuple          # test: every test pair moved (rows down, cols right)
     mirror_average: bool      # test, infer, export
     deadband_mm: float        # test, infer, export (remove): the displacement's soft threshold (0 = off)
     deadband_relief: float    # test, infer, export (remove): its share of the local relief when near neutral
@@ -631,6 +642,10 @@ def resolve_options(args, error):
                 error(f"--{option.replace('_', '-')} does not fit --task segment (its data are photographs)")
     elif args.targets is not None:
         error(f"--targets does not fit --task {name} (it chooses the masks of --task segment)")
+    if args.random_offset_px and args.mode != 'train':
+        error(f"--random-offset-px fits --mode train (here --mode {args.mode}; --offset-px moves a test split)")
+    if args.offset_px is not None and args.mode != 'test':
+        error(f"--offset-px fits --mode test (here --mode {args.mode}; --random-offset-px moves training pairs)")
     if args.mode == 'train' and args.mirror_average is not None:
         error("--mirror-average does not fit --mode train (training and its validation score the network alone)")
     # where the removal network's output is used (test, infer, export): the deadband changes it there, and the
@@ -700,7 +715,7 @@ def resolve_options(args, error):
                      else DEFAULT_DEADBAND_MM if removal_output else 0.0),
         deadband_relief=(args.deadband_relief if args.deadband_relief is not None
                          else DEFAULT_DEADBAND_RELIEF if removal_output else 0.0),
-        background=background,
+        background=background, offset_px=tuple(args.offset_px or (0, 0)),
         mask_checkpoint=(args.mask_checkpoint or os.path.join(SHIPPED_DIR, 'mask')
                          if background == 'mask' else None),
         threshold_mm=DEFAULT_THRESHOLD_MM if args.threshold_mm is None else args.threshold_mm))

@@ -123,11 +123,17 @@ def _text_table(header, rows):
     return ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in [header] + rows]
 
 
+def _offset_note(offset_px):
+    if not offset_px or not any(offset_px):
+        return ''
+    return f", every pair moved {offset_px[0]} px down and {offset_px[1]} px right (--offset-px)"
+
+
 def report_markdown(metrics):
     """The text of report.md."""
     lines = ["# Expression removal: test evaluation", "",
              f"Checkpoint: {metrics.get('checkpoint', _MISSING)}  ",
-             f"Data: {metrics.get('data', _MISSING)}  ",
+             f"Data: {metrics.get('data', _MISSING)}{_offset_note(metrics.get('offset_px'))}  ",
              f"Test images: {metrics.get('n_images', _MISSING)}", "",
              "Errors are over the face pixels of the target (neutral) image; images without face pixels "
              "are left out of the means. MS-SSIM is over the whole image as written (its background decided as "

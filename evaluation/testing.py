@@ -18,6 +18,9 @@ def test_checkpoint(options, restore, restore_background):
     data = options.data_source()
     check_room(options.results_dir, '--results-dir')
     (test_set, train), gallery = task.load_for_testing(data), task.load_gallery(data)
+    if any(options.offset_px):
+        say(f"moving every test pair {options.offset_px[0]} px down and {options.offset_px[1]} px right (--offset-px)")
+        test_set = test_set.moved(*options.offset_px)
     session, network, prefix = restore()
     background = restore_background()
     say(f"testing {prefix}: the model's outputs for the {len(test_set)} test images")
@@ -30,7 +33,7 @@ def test_checkpoint(options, restore, restore_background):
     with locked_folder(options.results_dir, '--results-dir'):
         remove_leftovers(options.results_dir, say)
         metrics = task.evaluate(data, test_set, outputs, prefix, say, options.results_dir, background,
-                                gallery, gallery_outputs, options.model_fit_every, train)
+                                gallery, gallery_outputs, options.model_fit_every, train, options.offset_px)
         say("the grids")
         examples = grid_examples(test_set, 4 * 12)
         written = ['test_metrics.json', *task.report_files]
