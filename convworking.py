@@ -439,6 +439,12 @@ def parse_args(argv=None):
                         help='remove, test: also score the field\'s usual neutraliser, the face model fitted to the '
                              'input and re-rendered without its expression, on every Nth test image from the '
                              'first (several seconds each); 0 = skip')
+    parser.add_argument('--offset-px', type=whole_number(-(IMAGE_SIZE // 4), IMAGE_SIZE // 4), nargs=2, default=None,
+                        metavar=('ROWS', 'COLS'),
+                        help='test: move every test pair (input and target together) ROWS pixels down and COLS '
+                             'right before testing (negative: up, left), to measure how much the model relies on '
+                             'the face sitting exactly where the convention puts it: a scan registered that far off '
+                             '(1 px = 1.5 mm; default: 0 0)')
     parser.add_argument('--generated-dir', default=generated.DEFAULT_FOLDER,
                         help='folder caching the generated identities (not part of the repository)')
     parser.add_argument('--batch-size', type=positive_int, default=16, help='images per training step')
@@ -493,15 +499,6 @@ def parse_args(argv=None):
                              'and export compute in float32 unless this is given)')
     parser.add_argument('--flip', action=argparse.BooleanOptionalAction, default=True,
                         help='mirror a random half of each training batch left-right')
-    parser.add_argument('--random-offset-px', type=whole_number(0, IMAGE_SIZE // 4), default=0, metavar='N',
-                        help='train: move each training pair (input and target together) by whole pixels drawn from '
-                             '-N..N down and right, so that the network cannot rely on the nose tip sitting exactly '
-                             'where the convention puts it; 0 = never (see --offset-px)')
-    parser.add_argument('--offset-px', type=whole_number(-(IMAGE_SIZE // 4), IMAGE_SIZE // 4), nargs=2, default=None,
-                        metavar=('ROWS', 'COLS'),
-                        help='test: move every test pair (input and target together) ROWS pixels down and COLS '
-                             'right before testing (negative: up, left), to measure how much the model relies on '
-                             'the face sitting exactly where the convention puts it (default: 0 0)')
     parser.add_argument('--mirror-average', action=argparse.BooleanOptionalAction,
                         help='test, infer, export: average the output with the mirrored output of the mirrored '
                              'input (twice the computation; default: on for remove, off for segment)')
@@ -595,7 +592,6 @@ class Options:
     background_weight: float  # remove, loss over the face: the weight of the hinge on painted background
     bfloat16: bool
     flip: bool
-    random_offset_px: int     # train: each pair moved by up to this many pixels (0 = never)
     offset_px: tuple          # test: every test pair moved (rows down, cols right)
     mirror_average: bool      # test, infer, export
     deadband_mm: float        # test, infer, export (remove): the displacement's soft threshold (0 = off)
@@ -642,10 +638,8 @@ def resolve_options(args, error):
                 error(f"--{option.replace('_', '-')} does not fit --task segment (its data are photographs)")
     elif args.targets is not None:
         error(f"--targets does not fit --task {name} (it chooses the masks of --task segment)")
-    if args.random_offset_px and args.mode != 'train':
-        error(f"--random-offset-px fits --mode train (here --mode {args.mode}; --offset-px moves a test split)")
     if args.offset_px is not None and args.mode != 'test':
-        error(f"--offset-px fits --mode test (here --mode {args.mode}; --random-offset-px moves training pairs)")
+        error(f"--offset-px fits --mode test (here --mode {args.mode})")
     if args.mode == 'train' and args.mirror_average is not None:
         error("--mirror-average does not fit --mode train (training and its validation score the network alone)")
     # where the removal network's output is used (test, infer, export): the deadband changes it there, and the

@@ -14,13 +14,13 @@ SPLITS = ('train', 'valid', 'test')
 
 
 def moved(images, rows, cols):
-    """Images (N x H x W x C) moved `rows` pixels down and `cols` pixels right (negative: up, left): what moves out
-    of the image is lost, what moves in is 0 (no surface)."""
-    result = np.zeros_like(images)
+    """Images (N x H x W x C) moved `rows` pixels down and `cols` pixels right (negative: up, left), as a face
+    registered that far off would lie: what moves out of the image is lost, and what moves in repeats the image's
+    edge, since a face the border cuts goes on beyond it (and background stays background)."""
     height, width = images.shape[1:3]
-    result[:, max(rows, 0):height + min(rows, 0), max(cols, 0):width + min(cols, 0)] = \
-        images[:, max(-rows, 0):height + min(-rows, 0), max(-cols, 0):width + min(-cols, 0)]
-    return result
+    padded = np.pad(images, ((0, 0), (max(rows, 0), max(-rows, 0)), (max(cols, 0), max(-cols, 0)), (0, 0)),
+                    mode='edge')
+    return padded[:, max(-rows, 0):max(-rows, 0) + height, max(-cols, 0):max(-cols, 0) + width]
 
 
 class DataError(ValueError):
@@ -85,16 +85,13 @@ class Dataset:
     def steps_per_epoch(self, batch_size):
         return max(1, len(self) // batch_size)
 
-    def training_batch(self, step, batch_size, seed, flip=False, max_offset_px=0):
+    def training_batch(self, step, batch_size, seed, flip=False):
         """The batch of a global training step: (inputs, targets, epoch).
 
         The order is a permutation drawn anew each epoch from (seed, epoch), so a run resumed at any step
         sees exactly the batches an uninterrupted run would have seen. With flip, a random half of the batch
         is mirrored left-right (input and target together): a mirrored face is another plausible face,
-        and the frame is centred on the nose tip, so the mirror stays in the convention. With max_offset_px,
-        each pair is then moved by whole pixels drawn from -max_offset_px..max_offset_px down and right
-        (input and target together): a face whose nose tip was placed a little off, as another face model's
-        landmark or a scan's registration may place it, so the network cannot rely on the exact frame.
+        and the frame is centred on the nose tip, so the mirror stays in the convention.
         """
         epoch, index = divmod(step, self.steps_per_epoch(batch_size))
         order = np.random.default_rng([seed, epoch]).permutation(len(self))
@@ -104,12 +101,6 @@ class Dataset:
             mirrored = np.random.default_rng([seed, epoch, index]).random(len(chosen)) < 0.5
             inputs[mirrored] = inputs[mirrored, :, ::-1]
             targets[mirrored] = targets[mirrored, :, ::-1]
-        if max_offset_px:
-            offsets = np.random.default_rng([seed, epoch, index, 1]).integers(
-                -max_offset_px, max_offset_px + 1, (len(chosen), 2))
-            for image, (rows, cols) in enumerate(offsets):
-                inputs[image:image + 1] = moved(inputs[image:image + 1], rows, cols)
-                targets[image:image + 1] = moved(targets[image:image + 1], rows, cols)
         return inputs, targets, epoch
 
     def moved(self, rows, cols):

@@ -88,10 +88,8 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
         progress = ProgressLine(max_steps, first=step, label='step ', per_count=images_per_step)
         smoothed_score = None
         started, step_start, last_good = time.time(), step, checkpoints.latest_prefix()
-        training_batch = lambda at: train_set.training_batch(at, options.batch_size, options.seed, options.flip,
-                                                             options.random_offset_px)
         while step < max_steps:
-            inputs, targets, epoch = training_batch(step)
+            inputs, targets, epoch = train_set.training_batch(step, options.batch_size, options.seed, options.flip)
             _, loss, score, summary = session.run(
                 [network.train_op, network.loss, network.training_score, network.summaries],
                 {network.inputs: inputs, network.targets: targets, network.is_training: True})
@@ -107,7 +105,7 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
                 writer.add_summary(summary, step)
             if step % options.validate_every == 0 or step == max_steps:
                 observer.periodic('calibrate_batch_norm', lambda: network.calibrate_batch_norm(session, (
-                    training_batch(step + i)[0]
+                    train_set.training_batch(step + i, options.batch_size, options.seed, options.flip)[0]
                     for i in range(CALIBRATION_BATCHES))))
                 scores = observer.periodic('validate', lambda: validate(
                     options, session, network, checkpoints, valid_set, family_set, examples, writer, step,
@@ -132,7 +130,7 @@ def train(options, architecture, directory, build_network, observer=TrainingObse
 def training_options(options):
     keys = ('data', 'targets', 'generated_subjects', 'generated_variations', 'plain_subjects', 'family_subjects',
             'neutral_repeats', 'plain_repeats', 'max_epochs', 'max_steps', 'batch_size', 'lr', 'seed', 'loss',
-            'loss_region', 'background_weight', 'flip', 'random_offset_px', 'bfloat16')
+            'loss_region', 'background_weight', 'flip', 'bfloat16')
     recorded = {key: getattr(options, key) for key in keys}
     recorded['data'] = recorded_path(options.data)
     return recorded
