@@ -23,6 +23,11 @@ def moved(images, rows, cols):
     return padded[:, max(-rows, 0):max(-rows, 0) + height, max(-cols, 0):max(-cols, 0) + width]
 
 
+def offset_description(rows, cols):
+    """How test mode and its report name a move of every test pair (--offset-px)."""
+    return f"every test pair moved {rows} px down and {cols} px right (--offset-px)"
+
+
 class DataError(ValueError):
     """A data folder that does not hold what the mode needs (the message names the folder or file)."""
 

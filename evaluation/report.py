@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from depth.convention import FULL_SCALE_MM
+from depth.dataset import offset_description
 from evaluation.baselines import BASELINE_NAMES
 from evaluation.metrics import INSIDE_DISTANCE_PX, MS_SSIM_FILTER_SIZE, group_order
 from support.safe_files import atomic_write
@@ -126,7 +127,7 @@ def _text_table(header, rows):
 def _offset_note(offset_px):
     if not offset_px or not any(offset_px):
         return ''
-    return f", every pair moved {offset_px[0]} px down and {offset_px[1]} px right (--offset-px)"
+    return f", {offset_description(*offset_px)}"
 
 
 def report_markdown(metrics):

@@ -2,6 +2,7 @@
 import os
 import time
 
+from depth.dataset import offset_description
 from evaluation.plotting import grid_examples, save_grid
 from support.command_line import check_room, say
 from support.safe_files import locked_folder, remove_leftovers, write_strict_json
@@ -19,7 +20,7 @@ def test_checkpoint(options, restore, restore_background):
     check_room(options.results_dir, '--results-dir')
     (test_set, train), gallery = task.load_for_testing(data), task.load_gallery(data)
     if any(options.offset_px):
-        say(f"moving every test pair {options.offset_px[0]} px down and {options.offset_px[1]} px right (--offset-px)")
+        say(offset_description(*options.offset_px))
         test_set = test_set.moved(*options.offset_px)
     session, network, prefix = restore()
     background = restore_background()

@@ -34,10 +34,10 @@ def test_test_mode_with_an_offset_scores_the_moved_pairs_and_says_so(tiny_data, 
     finished = run_program('--mode', 'test', '--data', tiny_data, '--checkpoint-dir', checkpoints,
                            '--results-dir', results, '--offset-px', 3, -2)
     assert finished.returncode == 0, finished.stderr
-    assert 'moving every test pair 3 px down and -2 px right (--offset-px)' in finished.stdout
+    assert 'every test pair moved 3 px down and -2 px right (--offset-px)' in finished.stdout
     metrics = json.loads((results / 'test_metrics.json').read_text())
     assert metrics['offset_px'] == [3, -2]
-    assert 'every pair moved 3 px down and -2 px right (--offset-px)' in (results / 'report.md').read_text()
+    assert 'every test pair moved 3 px down and -2 px right (--offset-px)' in (results / 'report.md').read_text()
 
     import convworking
     from depth.convention import network_to_mm
