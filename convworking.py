@@ -479,7 +479,8 @@ def parse_args(argv=None):
     parser.add_argument('--validate-every', type=positive_int, default=1000, help='validate every N steps')
     parser.add_argument('--plot-every', type=positive_int, default=5000,
                         help='save a results grid every N steps (at a validation step)')
-    parser.add_argument('--save-every', type=positive_int, default=1000, help='save the latest checkpoint every N steps')
+    parser.add_argument('--save-every', type=positive_int, default=1000,
+                        help='save the latest checkpoint every N steps')
     parser.add_argument('--summary-every', type=positive_int, default=50,
                         help='write training scalars for TensorBoard every N steps')
     parser.add_argument('--loss', choices=['mse', 'rmse', 'bce'],

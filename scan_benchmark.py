@@ -54,7 +54,8 @@ def main(argv=None):
     parser = OneLineErrorParser(description='Measure --mode prepare on synthetic scans over the promised '
                                                  'pose ranges, and the whole path scan -> prepare -> infer.')
     parser.add_argument('--checkpoint', help='the model infer uses (default: the shipped one, checkpoints/remove)')
-    parser.add_argument('--seed', type=whole_number(0), default=2026, help='seed of identities, expressions, shifts and defects')
+    parser.add_argument('--seed', type=whole_number(0), default=2026,
+                        help='seed of identities, expressions, shifts and defects')
     parser.add_argument('--output', default=None,
                         help=f'write every number here as JSON (default: {DEFAULT_OUTPUT}, which is not tracked)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --output')

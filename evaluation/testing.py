@@ -5,8 +5,15 @@ import time
 from depth.dataset import offset_description
 from evaluation.plotting import grid_examples, save_grid
 from support.command_line import check_room, say
+from support.paths import recorded_path
 from support.safe_files import locked_folder, remove_leftovers, write_strict_json
 from training.tasks import TASKS
+
+
+def provenance(checkpoint, data_folder, offset_px):
+    """What test_metrics.json records of what was tested on what, whatever the task: the checkpoint, the data
+    folder, and how far the test pairs were moved (rows down, cols right; --offset-px)."""
+    return dict(checkpoint=recorded_path(checkpoint), data=recorded_path(data_folder), offset_px=list(offset_px))
 
 
 def test_checkpoint(options, restore, restore_background):
@@ -33,8 +40,9 @@ def test_checkpoint(options, restore, restore_background):
             gallery_outputs = network.predict(session, gallery.batches(options.batch_size))
     with locked_folder(options.results_dir, '--results-dir'):
         remove_leftovers(options.results_dir, say)
-        metrics = task.evaluate(data, test_set, outputs, prefix, say, options.results_dir, background,
-                                gallery, gallery_outputs, options.model_fit_every, train, options.offset_px)
+        metrics = task.evaluate(data, test_set, outputs, provenance(prefix, data.folder, options.offset_px), say,
+                                options.results_dir, background, gallery, gallery_outputs, options.model_fit_every,
+                                train)
         say("the grids")
         examples = grid_examples(test_set, 4 * 12)
         written = ['test_metrics.json', *task.report_files]

@@ -6,10 +6,11 @@ export (--mode export --output DIR)
   DIR/frozen_graph_opencv.pb (the same for cv2.dnn.readNetFromTensorflow, see opencv_graph; left out, with
   the reason in model.json, when OpenCV cannot run it), with --background mask (the default) the mask network
   that decides infer's background as DIR/mask_frozen_graph.pb, and DIR/model.json (names, shapes, scale,
-  checkpoint, step, validation and test RMSE, the background rule). Every form is reloaded and must reproduce the checkpoint's output to
-  EXPORT_TOLERANCE. Everything is written into a hidden folder beside DIR (.DIR.partial-PID), renamed to DIR
-  once complete: an export is whole or absent, however it stops (kill -9 included), and the next export there
-  removes what a killed one left. Refuses a DIR that exists, unless it is an empty folder.
+  checkpoint, step, validation and test RMSE, the background rule). Every form is reloaded and must reproduce the
+  checkpoint's output to EXPORT_TOLERANCE. Everything is written into a hidden folder beside DIR
+  (.DIR.partial-PID), renamed to DIR once complete: an export is whole or absent, however it stops (kill -9
+  included), and the next export there removes what a killed one left. Refuses a DIR that exists, unless it is
+  an empty folder.
 """
 import json
 import os

@@ -234,7 +234,8 @@ def prominent_points(points, count, cell_mm=2.0, surround_mm=40.0):
         row, column = np.unravel_index(np.argmax(prominence), prominence.shape)
         if not np.isfinite(prominence[row, column]):
             break
-        peaks.append([low[0] + (column + 0.5) * cell_mm, low[1] + (row + 0.5) * cell_mm, height_map[row, column] + floor])
+        peaks.append([low[0] + (column + 0.5) * cell_mm, low[1] + (row + 0.5) * cell_mm,
+                      height_map[row, column] + floor])
         cv2.circle(prominence, (int(column), int(row)), size // 2, -np.inf, -1)  # the next peak lies elsewhere
     return np.array(peaks)
 

@@ -160,8 +160,8 @@ def prepare_expressive(path, neutral: Neutral, template):
                             fitted @ rotation.T + translation, template)
     turn = np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
     return depth, {**scan_facts(prepared), 'aligned_to_neutral': aligned, 'alignment_points': len(steady),
-                   'alignment_mm': round(gap, 3),
-                   'alignment_turn_deg': round(turn, 3), 'alignment_shift_mm': round(float(np.linalg.norm(translation)), 3)}
+                   'alignment_mm': round(gap, 3), 'alignment_turn_deg': round(turn, 3),
+                   'alignment_shift_mm': round(float(np.linalg.norm(translation)), 3)}
 
 
 def scan_facts(prepared):
@@ -301,7 +301,8 @@ def _expressive(options, template, build, scans, ready, neutrals, splits, number
 
 def _entry(build, split, number, scan, neutral_scan):
     return {'split': split, 'subject': number, 'collection_subject': scan.subject, 'code': scan.code,
-            'level': scan.level, 'input_scan': build.relative(scan.path), 'target_scan': build.relative(neutral_scan.path)}
+            'level': scan.level, 'input_scan': build.relative(scan.path),
+            'target_scan': build.relative(neutral_scan.path)}
 
 
 def _summary(build, collection):

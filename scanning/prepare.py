@@ -1,4 +1,5 @@
-"""--mode prepare: raw 3D face scans (OBJ, PLY, and BU-3DFE .wrl, Bosphorus .bnt, FRGC .abs) -> depth images under the convention, ready for --mode infer.
+"""--mode prepare: raw 3D face scans (OBJ, PLY, and BU-3DFE .wrl, Bosphorus .bnt, FRGC .abs) -> depth images
+under the convention, ready for --mode infer.
 
     python convworking.py --mode prepare --input scans/ --output prepared/ [--units mm]
 
@@ -113,7 +114,8 @@ class Preview:
 def describe(prepared):
     registration = prepared.registration
     return (f'{prepared.units}, fit {registration.residual_mm:.2f} mm over '
-            f'{100 * registration.inlier_fraction:.0f} % of the face, {prepared.kept.mean() * 100:.0f} % of the points kept')
+            f'{100 * registration.inlier_fraction:.0f} % of the face, '
+            f'{prepared.kept.mean() * 100:.0f} % of the points kept')
 
 
 def prepare_files(input_path, output_dir, units):

@@ -73,8 +73,8 @@ def scanner_view(face, triangles, spacing_mm=1.0, max_edge_mm=10.0):
     index[seen] = np.arange(seen.sum())
     grid = index.reshape(rows, columns)
     corners = [grid[:-1, :-1], grid[:-1, 1:], grid[1:, :-1], grid[1:, 1:]]
-    triangles = np.concatenate([np.column_stack([a.ravel(), b.ravel(), c.ravel()])
-                                for a, b, c in ((corners[0], corners[2], corners[1]), (corners[1], corners[2], corners[3]))])
+    halves = ((corners[0], corners[2], corners[1]), (corners[1], corners[2], corners[3]))
+    triangles = np.concatenate([np.column_stack([a.ravel(), b.ravel(), c.ravel()]) for a, b, c in halves])
     triangles = triangles[(triangles >= 0).all(axis=1)]
     vertices = points[seen]
     edges = np.linalg.norm(vertices[triangles] - vertices[np.roll(triangles, 1, axis=1)], axis=2)
@@ -101,8 +101,8 @@ def hair_and_shoulders(face, rng, count=4000):
     angle = rng.uniform(0, np.pi, count // 2)
     hair = np.column_stack([centre_x + 90 * np.cos(angle), top + 20 * np.sin(angle) + rng.normal(0, 3, count // 2),
                             back + rng.uniform(0, 80, count // 2)])
-    shoulders = np.column_stack([centre_x + rng.uniform(-200, 200, count // 2), bottom - rng.uniform(20, 80, count // 2),
-                                 back + rng.uniform(-20, 60, count // 2)])
+    shoulders = np.column_stack([centre_x + rng.uniform(-200, 200, count // 2),
+                                 bottom - rng.uniform(20, 80, count // 2), back + rng.uniform(-20, 60, count // 2)])
     return np.concatenate([hair, shoulders])
 
 

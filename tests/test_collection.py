@@ -205,7 +205,8 @@ def test_bu3dfe_and_bosphorus_names(tmp_path):
     assert sorted(reason for _, reason in collection.skipped) == [found.NOT_NAMED] * 2
     bosphorus = tmp_path / 'bosphorus'
     bosphorus.mkdir()
-    for name in ['bs000_N_N_0.bnt', 'bs000_N_N_1.bnt', 'bs000_E_HAPPY_0.bnt', 'bs000_YR_R10_0.bnt', 'bs000_O_EYE_0.bnt']:
+    for name in ['bs000_N_N_0.bnt', 'bs000_N_N_1.bnt', 'bs000_E_HAPPY_0.bnt', 'bs000_YR_R10_0.bnt',
+                 'bs000_O_EYE_0.bnt']:
         (bosphorus / name).write_text('')
     left_out = found.find_collection(str(bosphorus))
     assert [scan.label for scan in left_out.scans] == ['HA04', 'NE00']

@@ -88,7 +88,8 @@ def test_test_mode_metrics_match_a_numpy_recomputation(trained, tmp_path):
                            '--results-dir', tmp_path)
     assert finished.returncode == 0, finished.stderr
     lines = finished.stdout.splitlines()
-    for stage in ('loading the test split', "testing", 'the baselines', 'recognition, raw and neutralised', 'the grids'):
+    stages = ('loading the test split', "testing", 'the baselines', 'recognition, raw and neutralised', 'the grids')
+    for stage in stages:
         assert any(line.startswith(f'convworking.py: {stage}') for line in lines), (stage, lines)
     assert 'recognition on the test split (gallery: 2 neutral faces; 6 expressive probes):' in lines
     assert lines[-1].endswith(f'wrote test_metrics.json, report.md, report.png, test_grid_1.png in {tmp_path}')

@@ -405,7 +405,8 @@ def test_the_readme_promotion_replaces_the_model_with_the_runs_best(tiny_data, c
 
 
 @pytest.mark.parametrize('mode, option, place', [
-    ('infer', '--output', os.path.join(SHIPPED, 'remove', 'x')), ('export', '--output', os.path.join(SHIPPED, 'remove')),
+    ('infer', '--output', os.path.join(SHIPPED, 'remove', 'x')),
+    ('export', '--output', os.path.join(SHIPPED, 'remove')),
     ('test', '--results-dir', 'DATA/inputs/test'), ('infer', '--output', 'DATA/mine')])
 def test_outputs_inside_a_checkpoint_or_data_folder_are_refused(tiny_data, mode, option, place):
     place = place.replace('DATA', tiny_data)

@@ -22,7 +22,6 @@ from evaluation.recognition import recognition
 from evaluation.report import print_table, write_report
 from faces import generated
 from inference.background import DEFAULT_THRESHOLD_MM
-from support.paths import recorded_path
 from training import lfw_parts
 from training.splits import check_separate_subjects
 
@@ -237,22 +236,21 @@ class RemovalTask:
         return mm_to_network(background.apply(network_to_mm(outputs[..., 0]), network_to_mm(inputs[..., 0])))[
             ..., np.newaxis]
 
-    def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, background, gallery=None,
-                 gallery_outputs=None, model_fit_every=0, train=None, offset_px=(0, 0)):
+    def evaluate(self, data, test_set, outputs, provenance, say, report_dir, background, gallery=None,
+                 gallery_outputs=None, model_fit_every=0, train=None):
         """test_metrics.json: the model beside the baselines, per expression and level, and recognition (on the
         test split, and on the generated gallery when there is one); the report goes into report_dir. say(text)
         tells what it is doing, as each part takes seconds; `background` (inference.background.Background)
         decides the written outputs' background. `train`: the training split, or why there is none
-        (load_for_testing). offset_px: how far the test pairs were moved (rows down, cols right; --offset-px)."""
+        (load_for_testing). provenance: what was tested on what (evaluation.testing.provenance), recorded as is."""
         inputs_mm, targets_mm = (network_to_mm(test_set.inputs[..., 0]), network_to_mm(test_set.targets[..., 0]))
         outputs_mm = network_to_mm(outputs[..., 0])
         say("the model's errors and MS-SSIM")
         cleaned_mm = background.apply(outputs_mm, inputs_mm)
         model = summarise(per_image_metrics(outputs_mm, targets_mm, cleaned_mm), test_set.names)
         metrics = {key: value for key, value in model.items() if key != 'n'}
-        metrics.update(n_images=model['n'], checkpoint=recorded_path(checkpoint),
-                       data=recorded_path(data.folder), offset_px=list(offset_px),
-                       ms_ssim_filter_size=MS_SSIM_FILTER_SIZE, background=background.describe())
+        metrics.update(n_images=model['n'], **provenance, ms_ssim_filter_size=MS_SSIM_FILTER_SIZE,
+                       background=background.describe())
         say("the baselines (identity; mean face and linear, fitted on the training split; the face model's fit"
             + (f" on every {model_fit_every}th image, several seconds each)" if model_fit_every else ", skipped)"))
         metrics.update(self._baselines(train, inputs_mm, targets_mm, test_set.names, background, model_fit_every,
@@ -404,16 +402,15 @@ class SegmentationTask:
         """The predicted mask: probability >= 0.5 is face, as in the original's figure."""
         return (outputs >= self.THRESHOLD).astype(np.float32)
 
-    def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, background, gallery=None,
-                 gallery_outputs=None, model_fit_every=0, train=None, offset_px=(0, 0)):
+    def evaluate(self, data, test_set, outputs, provenance, say, report_dir, background, gallery=None,
+                 gallery_outputs=None, model_fit_every=0, train=None):
         """test_metrics.json: per-pixel accuracy and mean IoU of the two classes, in percent (no report)."""
         say("accuracy and IoU")
         return dict(self.scores(outputs, test_set.targets),
                     # what predicting background everywhere would score: the floor any model must clear
                     all_background_accuracy=100 * (1 - float(np.mean(test_set.targets >= self.THRESHOLD))),
                     units='percent; IoU over all test pixels pooled; output >= 0.5 is face',
-                    n_images=len(test_set), checkpoint=recorded_path(checkpoint),
-                    data=recorded_path(data.folder), offset_px=list(offset_px), targets=data.targets,
+                    n_images=len(test_set), **provenance, targets=data.targets,
                     split=dict(lfw_parts.split_sizes(data.folder, data.targets),
                                rule='sorted file names: train first 70 %, valid next 15 % (both rounded down), '
                                     'test the rest'))
@@ -473,8 +470,8 @@ class NeutralMaskTask(SegmentationTask):
     def load_family(self, data):
         return self.as_masks(RemovalTask.load_family(data))
 
-    def evaluate(self, data, test_set, outputs, checkpoint, say, report_dir, background, gallery=None,
-                 gallery_outputs=None, model_fit_every=0, train=None, offset_px=(0, 0)):
+    def evaluate(self, data, test_set, outputs, provenance, say, report_dir, background, gallery=None,
+                 gallery_outputs=None, model_fit_every=0, train=None):
         """test_metrics.json: the mask's scores beside the input's own face taken as the neutral face's (doing
         nothing), with the shares of the image it marks face where the neutral face has none (false) and the
         reverse (missing), in percent (no report)."""
@@ -488,8 +485,7 @@ class NeutralMaskTask(SegmentationTask):
 
         return dict(scored(outputs), input_face=scored((test_set.inputs > 0).astype(np.float32)),
                     units='percent of the test pixels; output >= 0.5 is face', n_images=len(test_set),
-                    checkpoint=recorded_path(checkpoint), data=recorded_path(data.folder),
-                    offset_px=list(offset_px))
+                    **provenance)
 
     @staticmethod
     def print_metrics(metrics):
