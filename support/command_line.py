@@ -68,16 +68,14 @@ def report_error(program, error):
 
 
 # ---------------------------------------------------------------------------------------------- option types
-# argparse names the type in "invalid <name> value: ..." when it raises ValueError, hence the __name__s.
 
 def whole_number(low, high=LARGEST_COUNT):
     """An argparse type: a whole number from `low` to `high`."""
     def parse(text):
-        value = int(text)
-        if not low <= value <= high:
+        value = _parsed(int, text)
+        if value is None or not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {text}")
         return value
-    parse.__name__ = f'whole number from {low}'
     return parse
 
 
@@ -90,12 +88,19 @@ def finite_number(low=-math.inf, low_allowed=True):
               'a positive number' if low == 0 else f'a finite number > {low:g}')
 
     def parse(text):
-        value = float(text)
-        if not (math.isfinite(value) and (value >= low if low_allowed else value > low)):
+        value = _parsed(float, text)
+        if value is None or not (math.isfinite(value) and (value >= low if low_allowed else value > low)):
             raise argparse.ArgumentTypeError(f"must be {wanted}, not {text}")
         return value
-    parse.__name__ = wanted.removeprefix('a ')
     return parse
+
+
+def _parsed(number_type, text):
+    """`text` as an int or float, or None if it is not one: a word and a number out of range get the same line."""
+    try:
+        return number_type(text)
+    except ValueError:
+        return None
 
 
 finite_float = finite_number()

@@ -1,4 +1,5 @@
 """convworking.py as a user runs it: train, resume after a kill, test, and one-line errors for bad input."""
+import argparse
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import NO_GENERATED, REPO, TINY_NETWORK, assert_one_line_error, dead_pid, run_program, wait_for
+from support.command_line import finite_float, non_negative_float, positive_float, whole_number
 from support.paths import resolve_recorded_path
 
 
@@ -280,6 +282,17 @@ def test_options_out_of_range(option, tmp_path):
     finished = run_program('--mode', 'train', '--checkpoint-dir', tmp_path, *option)
     assert_one_line_error(finished, option[0])
     assert os.listdir(tmp_path) == []                     # refused before anything was written
+
+
+@pytest.mark.parametrize('option_type, text, wanted', [
+    (whole_number(0), 'many', 'a whole number from 0 to 2147483647'),
+    (whole_number(-3, 3), '4', 'a whole number from -3 to 3'),
+    (whole_number(1), '2.5', 'a whole number from 1'), (positive_float, 'fast', 'a positive number'),
+    (positive_float, '0', 'a positive number'), (non_negative_float, 'inf', 'a finite number >= 0'),
+    (finite_float, 'nan', 'a finite number')])
+def test_a_word_and_a_number_out_of_range_get_the_same_line(option_type, text, wanted):
+    with pytest.raises(argparse.ArgumentTypeError, match=f'^must be {wanted}.*, not {text}$'):
+        option_type(text)
 
 
 @pytest.mark.parametrize('option', [['--generated-variations', 'reshape'], ['--family-subjects', '2'],

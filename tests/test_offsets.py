@@ -62,6 +62,7 @@ def test_test_mode_with_an_offset_scores_the_moved_pairs_and_says_so(tiny_data, 
     (['--mode', 'train', '--offset-px', '1', '0'], ['--offset-px fits --mode test', '--mode train']),
     (['--mode', 'infer', '--input', 'x', '--output', 'y', '--offset-px', '0', '1'], ['--offset-px fits --mode test']),
     (['--mode', 'test', '--offset-px', '40', '0'], ['--offset-px', 'from -32 to 32', '40']),
+    (['--mode', 'test', '--offset-px', '1', 'x'], ['--offset-px: must be a whole number from -32 to 32, not x']),
     (['--mode', 'test', '--offset-px', '1'], ['--offset-px', 'expected 2 arguments']),
 ])
 def test_bad_offsets_are_refused_in_one_line(arguments, fragments, tmp_path):
