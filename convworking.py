@@ -321,7 +321,7 @@ def export(options):
 # and tests/test_readme.py holds them to it, so that the two cannot drift apart.
 EXAMPLES = (
     ('the shipped model on the test split: 3-10 min the first time (it renders a recognition gallery once);\n'
-     '19 min on a 2-core CPU without AVX-512 (an AMD EPYC of the first generation)',
+     '19-25 min on a 2-core CPU without AVX-512 (an AMD EPYC of the first generation)',
      f'python {PROGRAM} --mode test --results-dir runs/test'),
     ('the neutral face of a surprised test subject',
      f'python {PROGRAM} --mode infer --input data128_128/inputs/test/0100_SU04.png --output runs/neutral'),
